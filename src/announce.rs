@@ -1,0 +1,228 @@
+//! Gratuitous ARP and unsolicited neighbour advertisement: building the
+//! frames (pure) and sending one round through an AF_PACKET socket. It
+//! never decides whether this host should announce; callers do.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pnet_datalink::MacAddr;
+use pnet_datalink::{Channel, Config, NetworkInterface};
+use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, ArpOperations, MutableArpPacket};
+use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_packet::icmpv6::ndp::{MutableNeighborAdvertPacket, NdpOptionTypes, NeighborAdvertFlags};
+use pnet_packet::icmpv6::{checksum as icmpv6_checksum, Icmpv6Packet, Icmpv6Types};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv6::MutableIpv6Packet;
+
+const ETH: usize = 14;
+const ARP: usize = 28;
+const IP6: usize = 40;
+const NA: usize = 24 + 8; // advertisement + target link-layer address option
+
+/// What to announce and from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub ifindex: u32,
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub ip: IpAddr,
+}
+
+/// The frames of one announcement round. IPv4: an ARP request and an ARP
+/// reply (some devices accept only one form); IPv6: one unsolicited NA.
+pub fn round(t: &Target) -> Vec<Vec<u8>> {
+    match t.ip {
+        IpAddr::V4(ip) => vec![
+            garp(t.mac, ip, ArpOperations::Request),
+            garp(t.mac, ip, ArpOperations::Reply),
+        ],
+        IpAddr::V6(ip) => vec![unsolicited_na(t.mac, ip)],
+    }
+}
+
+/// Sender and target are both the VIP: Linux treats that as gratuitous and
+/// skips `locktime` for it. For the reply form the kernel also wants the
+/// target hardware address equal to the sender's (as `arping -A` sends it);
+/// the request form leaves it zero (RFC 5227 announcement).
+pub fn garp(mac: [u8; 6], ip: Ipv4Addr, op: ArpOperation) -> Vec<u8> {
+    let mut buf = vec![0u8; ETH + ARP];
+    let src = MacAddr::from(mac);
+    {
+        let mut eth = MutableEthernetPacket::new(&mut buf).expect("ethernet size");
+        eth.set_destination(MacAddr::broadcast());
+        eth.set_source(src);
+        eth.set_ethertype(EtherTypes::Arp);
+    }
+    let mut arp = MutableArpPacket::new(&mut buf[ETH..]).expect("arp size");
+    arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+    arp.set_protocol_type(EtherTypes::Ipv4);
+    arp.set_hw_addr_len(6);
+    arp.set_proto_addr_len(4);
+    arp.set_operation(op);
+    arp.set_sender_hw_addr(src);
+    arp.set_sender_proto_addr(ip);
+    arp.set_target_hw_addr(if op == ArpOperations::Reply {
+        src
+    } else {
+        MacAddr::zero()
+    });
+    arp.set_target_proto_addr(ip);
+    buf
+}
+
+/// An unsolicited neighbour advertisement to all nodes, Override set and
+/// Solicited clear (RFC 4861 7.2.6), so existing entries take the new MAC.
+pub fn unsolicited_na(mac: [u8; 6], ip: Ipv6Addr) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut buf = vec![0u8; ETH + IP6 + NA];
+    let src = MacAddr::from(mac);
+    {
+        let mut eth = MutableEthernetPacket::new(&mut buf).expect("ethernet size");
+        eth.set_destination(MacAddr::new(0x33, 0x33, 0, 0, 0, 1));
+        eth.set_source(src);
+        eth.set_ethertype(EtherTypes::Ipv6);
+    }
+    {
+        let mut ip6 = MutableIpv6Packet::new(&mut buf[ETH..]).expect("ipv6 size");
+        ip6.set_version(6);
+        ip6.set_payload_length(NA as u16);
+        ip6.set_next_header(IpNextHeaderProtocols::Icmpv6);
+        // Receivers drop neighbour discovery that may have crossed a router.
+        ip6.set_hop_limit(255);
+        ip6.set_source(ip);
+        ip6.set_destination(all_nodes);
+    }
+    {
+        let mut na = MutableNeighborAdvertPacket::new(&mut buf[ETH + IP6..]).expect("na size");
+        na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+        na.set_flags(NeighborAdvertFlags::Override);
+        na.set_target_addr(ip);
+    }
+    // Target link-layer address option: type 2, length 1 (8 octets), MAC.
+    let opt = ETH + IP6 + 24;
+    buf[opt] = NdpOptionTypes::TargetLLAddr.0;
+    buf[opt + 1] = 1;
+    buf[opt + 2..opt + 8].copy_from_slice(&mac);
+    let sum = icmpv6_checksum(
+        &Icmpv6Packet::new(&buf[ETH + IP6..]).expect("icmpv6 size"),
+        &ip,
+        &all_nodes,
+    );
+    buf[ETH + IP6 + 2..ETH + IP6 + 4].copy_from_slice(&sum.to_be_bytes());
+    buf
+}
+
+/// Sends one round on the interface. The AF_PACKET socket lives only for
+/// the round: it needs CAP_NET_RAW, and idle it would queue every frame.
+pub fn send_round(t: &Target) -> io::Result<()> {
+    let iface = NetworkInterface {
+        name: t.ifname.clone(),
+        description: String::new(),
+        index: t.ifindex,
+        mac: Some(MacAddr::from(t.mac)),
+        ips: Vec::new(),
+        flags: 0,
+    };
+    let cfg = Config {
+        promiscuous: false,
+        read_buffer_size: 64,
+        ..Config::default()
+    };
+    let mut tx = match pnet_datalink::channel(&iface, cfg) {
+        Ok(Channel::Ethernet(tx, _rx)) => tx,
+        Ok(_) => return Err(io::Error::other("unexpected channel type")),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(io::Error::new(
+                e.kind(),
+                "AF_PACKET socket: operation not permitted (needs CAP_NET_RAW)",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    for f in round(t) {
+        tx.send_to(&f, None)
+            .unwrap_or_else(|| Err(io::Error::other("send_to gave no result")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pnet_packet::arp::ArpPacket;
+    use pnet_packet::ethernet::EthernetPacket;
+    use pnet_packet::icmpv6::ndp::NeighborAdvertPacket;
+    use pnet_packet::ipv6::Ipv6Packet;
+    use pnet_packet::Packet;
+
+    const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x30];
+
+    #[test]
+    fn garp_request_and_reply_fields() {
+        let ip: Ipv4Addr = "192.0.2.100".parse().unwrap();
+        let t = Target {
+            ifindex: 2,
+            ifname: "eth0".into(),
+            mac: MAC,
+            ip: ip.into(),
+        };
+        let frames = round(&t);
+        assert_eq!(frames.len(), 2);
+        for (f, op) in frames
+            .iter()
+            .zip([ArpOperations::Request, ArpOperations::Reply])
+        {
+            assert_eq!(f.len(), 42);
+            let eth = EthernetPacket::new(f).unwrap();
+            assert_eq!(eth.get_destination(), MacAddr::broadcast());
+            assert_eq!(eth.get_source(), MacAddr::from(MAC));
+            assert_eq!(eth.get_ethertype(), EtherTypes::Arp);
+            let arp = ArpPacket::new(eth.payload()).unwrap();
+            assert_eq!(arp.get_hardware_type(), ArpHardwareTypes::Ethernet);
+            assert_eq!(arp.get_protocol_type(), EtherTypes::Ipv4);
+            assert_eq!((arp.get_hw_addr_len(), arp.get_proto_addr_len()), (6, 4));
+            assert_eq!(arp.get_operation(), op);
+            assert_eq!(arp.get_sender_hw_addr(), MacAddr::from(MAC));
+            assert_eq!(arp.get_sender_proto_addr(), ip);
+            assert_eq!(arp.get_target_proto_addr(), ip);
+            let tha = if op == ArpOperations::Reply {
+                MacAddr::from(MAC)
+            } else {
+                MacAddr::zero()
+            };
+            assert_eq!(arp.get_target_hw_addr(), tha);
+        }
+    }
+
+    #[test]
+    fn unsolicited_na_fields_and_checksum() {
+        let ip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let f = unsolicited_na(MAC, ip);
+        assert_eq!(f.len(), 86);
+        let eth = EthernetPacket::new(&f).unwrap();
+        assert_eq!(eth.get_destination(), MacAddr::new(0x33, 0x33, 0, 0, 0, 1));
+        assert_eq!(eth.get_ethertype(), EtherTypes::Ipv6);
+        let ip6 = Ipv6Packet::new(eth.payload()).unwrap();
+        assert_eq!(ip6.get_version(), 6);
+        assert_eq!(ip6.get_hop_limit(), 255);
+        assert_eq!(ip6.get_next_header(), IpNextHeaderProtocols::Icmpv6);
+        assert_eq!(ip6.get_payload_length(), 32);
+        assert_eq!(ip6.get_source(), ip);
+        assert_eq!(
+            ip6.get_destination(),
+            "ff02::1".parse::<Ipv6Addr>().unwrap()
+        );
+        let na = NeighborAdvertPacket::new(ip6.payload()).unwrap();
+        assert_eq!(na.get_icmpv6_type(), Icmpv6Types::NeighborAdvert);
+        assert_eq!(na.get_flags(), NeighborAdvertFlags::Override);
+        assert_eq!(na.get_target_addr(), ip);
+        let opts = na.get_options();
+        assert_eq!(opts.len(), 1);
+        assert_eq!(opts[0].option_type, NdpOptionTypes::TargetLLAddr);
+        assert_eq!(opts[0].data, MAC.to_vec());
+        let icmp = Icmpv6Packet::new(ip6.payload()).unwrap();
+        let dst = ip6.get_destination();
+        assert_eq!(icmpv6_checksum(&icmp, &ip, &dst), icmp.get_checksum());
+        assert_ne!(icmp.get_checksum(), 0);
+    }
+}

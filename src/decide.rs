@@ -1,0 +1,145 @@
+//! The decision core: given what Sentinel reports, which addresses are local
+//! and what this host holds, return what to do. No I/O, no clocks, no
+//! globals: everything it needs arrives in the [`View`], so it is tested as
+//! a table, without root.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use crate::config::Policy;
+
+/// How the configured VIP is present on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Absent,
+    /// On the configured interface with the configured prefix, and ours:
+    /// tagged by us, or a secondary address (as older recipes added it).
+    Held,
+    /// Present in a form that must not be touched: another prefix, another
+    /// interface, or a primary address we did not add (the host's own).
+    Foreign(String),
+}
+
+/// Where Sentinel says the master is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Master {
+    /// The master's addresses (a hostname may resolve to several).
+    Known(Vec<IpAddr>),
+    /// No answer to trust; `lost_for_ms` is how long a Sentinel majority
+    /// has been silent (`None`: not measured, as in one-shot commands).
+    Unknown { lost_for_ms: Option<u64> },
+}
+
+pub struct View<'a> {
+    pub vip: IpAddr,
+    pub master: &'a Master,
+    /// This host's addresses on every interface, never counting any VIP.
+    pub local: &'a HashSet<IpAddr>,
+    pub presence: &'a Presence,
+    pub on_sentinel_loss: Policy,
+    pub sentinel_loss_after_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The master is here and the VIP is not: add it and announce it.
+    Acquire,
+    /// The master is here and the VIP already is: keep it (announcing again
+    /// is the caller's choice).
+    Keep,
+    /// The master is elsewhere and the VIP is here: delete it.
+    Release,
+    /// Nothing here to change.
+    Nothing,
+    /// Acting would be wrong whatever the retry: say why, touch nothing.
+    Refuse(String),
+}
+
+pub fn decide(v: &View) -> Action {
+    if let Presence::Foreign(why) = v.presence {
+        return Action::Refuse(why.clone());
+    }
+    let held = *v.presence == Presence::Held;
+    match v.master {
+        Master::Known(ips) if ips.contains(&v.vip) => Action::Refuse(format!(
+            "Sentinel names the VIP {} itself as the master address; set replica-announce-ip on the Redis servers",
+            v.vip
+        )),
+        Master::Known(ips) => match (ips.iter().any(|ip| v.local.contains(ip)), held) {
+            (true, true) => Action::Keep,
+            (true, false) => Action::Acquire,
+            (false, true) => Action::Release,
+            (false, false) => Action::Nothing,
+        },
+        Master::Unknown { lost_for_ms } => {
+            let lost = lost_for_ms.is_some_and(|ms| ms >= v.sentinel_loss_after_ms);
+            if held && lost && v.on_sentinel_loss == Policy::Release {
+                Action::Release
+            } else {
+                Action::Nothing
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let vip = ip("192.0.2.100");
+        let local: HashSet<IpAddr> = [ip("192.0.2.11"), ip("2001:db8::11")].into();
+        let here = Master::Known(vec![ip("192.0.2.11")]);
+        let here6 = Master::Known(vec![ip("192.0.2.99"), ip("2001:db8::11")]);
+        let there = Master::Known(vec![ip("192.0.2.12")]);
+        let is_vip = Master::Known(vec![vip]);
+        let silent = |ms| Master::Unknown { lost_for_ms: ms };
+        let (a, h) = (Presence::Absent, Presence::Held);
+        let f = Presence::Foreign("192.0.2.100/32 on eth1".into());
+        use Action::*;
+        use Policy::{Keep as K, Release as R};
+        let refuse_vip = |a: &Action| matches!(a, Refuse(m) if m.contains("replica-announce-ip"));
+        #[rustfmt::skip]
+        let rows: Vec<(Master, &Presence, Policy, Action)> = vec![
+            (here.clone(), &a, K, Acquire),
+            (here.clone(), &h, K, Keep),
+            (here6.clone(), &a, K, Acquire),
+            (there.clone(), &h, K, Release),
+            (there.clone(), &a, K, Nothing),
+            (here.clone(), &f, K, Refuse("192.0.2.100/32 on eth1".into())),
+            (there.clone(), &f, R, Refuse("192.0.2.100/32 on eth1".into())),
+            (silent(None), &h, R, Nothing),
+            (silent(Some(500)), &h, R, Nothing),
+            (silent(Some(1000)), &h, R, Release),
+            (silent(Some(99_999)), &h, K, Nothing),
+            (silent(Some(99_999)), &a, R, Nothing),
+        ];
+        for (i, (m, p, pol, want)) in rows.into_iter().enumerate() {
+            let v = View {
+                vip,
+                master: &m,
+                local: &local,
+                presence: p,
+                on_sentinel_loss: pol,
+                sentinel_loss_after_ms: 1000,
+            };
+            assert_eq!(decide(&v), want, "row {i}");
+        }
+        for p in [&a, &h] {
+            let v = View {
+                vip,
+                master: &is_vip,
+                local: &local,
+                presence: p,
+                on_sentinel_loss: K,
+                sentinel_loss_after_ms: 1000,
+            };
+            assert!(refuse_vip(&decide(&v)));
+        }
+    }
+}

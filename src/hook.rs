@@ -1,0 +1,102 @@
+//! Hook mode: Sentinel's `client-reconfig-script`. Validates the seven
+//! arguments, then converges to what the Sentinels say *now* (a retried call
+//! can arrive hours late), falling back to the arguments only when no
+//! Sentinel answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
+
+use std::ffi::OsString;
+use std::time::Instant;
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::decide::Master;
+use crate::engine::{ms, resolve, Engine};
+use crate::error::permanent;
+use crate::hookargs::{self, Role};
+use crate::lock;
+
+pub async fn run(
+    args: &[OsString],
+    config: Result<Config>,
+    log: crate::logging::Format,
+) -> Result<()> {
+    let t0 = Instant::now();
+    // Arguments first: bad ones are refused before anything is read or touched.
+    let call = hookargs::parse(args).map_err(|e| permanent(format!("hook: {e}")))?;
+    let cfg = config?;
+    crate::logging::init(log, cfg.log_file.as_deref());
+    let role = if call.role == Role::Leader {
+        "leader"
+    } else {
+        "observer"
+    };
+    let Some(vip) = cfg.vip_for(&call.master).cloned() else {
+        info!(master = %call.master, "hook: master not configured here; nothing to do");
+        return Ok(());
+    };
+    let engine = Engine::new(cfg)?;
+    let _lock = lock::acquire(&engine.cfg.lock_path()).await?;
+    let waited = ms(t0);
+
+    let (said, master) = if engine.sentinels.is_empty() {
+        ("no sentinels configured".to_string(), None)
+    } else {
+        let (answers, mut m) = engine.masters(&[call.master.as_str()]).await;
+        let (v, master) = m.remove(&call.master).expect("asked for it");
+        let errors: Vec<String> = answers
+            .iter()
+            .filter_map(|a| {
+                a.reply
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{}: {e}", a.sentinel))
+            })
+            .collect();
+        let said = match &v.master {
+            Some(r) => format!(
+                "{}:{} epoch {} ({}/{} answered)",
+                r.host, r.port, r.epoch, v.answered, v.total
+            ),
+            None => format!(
+                "nothing ({}/{} answered; {})",
+                v.answered,
+                v.total,
+                errors.join("; ")
+            ),
+        };
+        (said, matches!(master, Master::Known(_)).then_some(master))
+    };
+    let master = match master {
+        Some(m) => m,
+        // Only with no Sentinel answer do the arguments decide.
+        None => {
+            warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
+            Master::Known(
+                resolve(&call.to.0)
+                    .await
+                    .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?,
+            )
+        }
+    };
+    let snap = engine.nl.snapshot().await?;
+    let out = engine.converge(&snap, &vip, &master, true).await;
+    let changed = match &out {
+        Ok(o) => format!("{:?} {:?}", o.action, o.done),
+        Err(e) => format!("error: {}", crate::error::one_line(e)),
+    };
+    info!(
+        master = %call.master, role, to = %format!("{}:{}", call.to.0, call.to.1),
+        sentinel = %said, decided = ?master, result = %changed,
+        lock_wait_ms = waited, elapsed_ms = ms(t0),
+        "hook"
+    );
+    let out = out?;
+    drop(_lock);
+    if let Some(t) = out.target {
+        engine
+            .announce_repeats(&t, engine.cfg.announce.count.saturating_sub(1))
+            .await;
+    }
+    Ok(())
+}

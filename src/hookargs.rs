@@ -1,0 +1,244 @@
+//! Validation of the seven arguments Sentinel passes to its
+//! `client-reconfig-script`. Pure: it parses and judges, it does not resolve
+//! names or touch the network.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Anything longer is not something Sentinel sends; refusing it early keeps
+/// a hostile 64 KiB argument out of logs and resolvers.
+const MAX_ARG: usize = 255;
+
+/// An address as Sentinel reports it: an IP, or a hostname when Sentinel
+/// runs with `announce-hostnames yes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Host {
+    pub fn parse(s: &str) -> Option<Host> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Some(Host::Ip(ip));
+        }
+        // A dotted-quad look-alike that failed to parse is a bad IP, not a name.
+        if s.split('.').all(|p| p.chars().all(|c| c.is_ascii_digit())) {
+            return None;
+        }
+        valid_hostname(s).then(|| Host::Name(s.to_string()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Observer,
+}
+
+/// A validated `client-reconfig-script` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookCall {
+    pub master: String,
+    pub role: Role,
+    pub from: (Host, u16),
+    pub to: (Host, u16),
+}
+
+/// Parses exactly seven arguments; the error is one line naming the
+/// argument, and always permanent (a retry would pass the same arguments).
+pub fn parse(args: &[OsString]) -> Result<HookCall, String> {
+    if args.len() != 7 {
+        return Err(format!(
+            "hook takes 7 arguments (MASTER ROLE STATE FROM_IP FROM_PORT TO_IP TO_PORT), got {}",
+            args.len()
+        ));
+    }
+    const NAMES: [&str; 7] = [
+        "MASTER",
+        "ROLE",
+        "STATE",
+        "FROM_IP",
+        "FROM_PORT",
+        "TO_IP",
+        "TO_PORT",
+    ];
+    let mut s: Vec<&str> = Vec::with_capacity(7);
+    for (a, name) in args.iter().zip(NAMES) {
+        let v = a
+            .to_str()
+            .ok_or_else(|| format!("{name} is not valid UTF-8"))?;
+        if v.len() > MAX_ARG {
+            return Err(format!(
+                "{name} is {} bytes long (at most {MAX_ARG})",
+                v.len()
+            ));
+        }
+        if let Some(c) = v.chars().find(|c| c.is_control()) {
+            return Err(format!("{name} contains control character {:?}", c));
+        }
+        s.push(v);
+    }
+    if !valid_master_name(s[0]) {
+        return Err(format!("MASTER `{}` is not a valid master name", s[0]));
+    }
+    let role = match s[1] {
+        "leader" => Role::Leader,
+        "observer" => Role::Observer,
+        r => return Err(format!("ROLE `{r}` must be leader or observer")),
+    };
+    // Sentinel documents `start` as the only state it passes.
+    if s[2] != "start" {
+        return Err(format!("STATE `{}` must be start", s[2]));
+    }
+    let host = |i: usize| {
+        Host::parse(s[i])
+            .ok_or_else(|| format!("{} `{}` is not an IP address or hostname", NAMES[i], s[i]))
+    };
+    let port = |i: usize| {
+        parse_port(s[i]).map_err(|_| format!("{} `{}` must be a port 1..=65535", NAMES[i], s[i]))
+    };
+    Ok(HookCall {
+        master: s[0].to_string(),
+        role,
+        from: (host(3)?, port(4)?),
+        to: (host(5)?, port(6)?),
+    })
+}
+
+/// Decimal 1..=65535 with no sign, space or leading zeros beyond one digit.
+pub fn parse_port(s: &str) -> Result<u16, ()> {
+    if s.is_empty()
+        || s.len() > 5
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
+        return Err(());
+    }
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(()),
+    }
+}
+
+/// Sentinel master names are single tokens in sentinel.conf; a leading `-`
+/// would read as an option to any tool a name is passed on to.
+pub fn valid_master_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ARG
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\'')
+}
+
+/// RFC 1123 host names (underscores tolerated, as internal DNS often has them).
+pub fn valid_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    const OK: [&str; 7] = [
+        "mymaster",
+        "leader",
+        "start",
+        "192.0.2.11",
+        "6379",
+        "192.0.2.12",
+        "6379",
+    ];
+
+    #[test]
+    fn accepts_sentinel_forms() {
+        let c = parse(&args(&OK)).unwrap();
+        assert_eq!(c.master, "mymaster");
+        assert_eq!(c.role, Role::Leader);
+        assert_eq!(c.to, (Host::Ip("192.0.2.12".parse().unwrap()), 6379));
+        let mut v = OK;
+        v[1] = "observer";
+        v[5] = "redis-2.example";
+        v[3] = "2001:db8::11";
+        let c = parse(&args(&v)).unwrap();
+        assert_eq!(c.role, Role::Observer);
+        assert_eq!(c.to.0, Host::Name("redis-2.example".into()));
+        assert_eq!(c.from.0, Host::Ip("2001:db8::11".parse().unwrap()));
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_argument() {
+        let long = "a".repeat(65536);
+        let cases: Vec<(usize, &str, &str)> = vec![
+            (0, "", "MASTER"),
+            (0, "my\nmaster", "control character"),
+            (0, "-x", "MASTER `-x`"),
+            (0, long.as_str(), "65536 bytes"),
+            (1, "boss", "ROLE"),
+            (2, "end", "STATE"),
+            (3, "999.1.1.1", "FROM_IP"),
+            (5, "192.0.2.12\t", "control character"),
+            (5, "-192.0.2.12", "TO_IP"),
+            (5, "bad host", "TO_IP"),
+            (5, "1.2.3", "TO_IP"),
+            (4, "0", "FROM_PORT"),
+            (6, "70000", "TO_PORT"),
+            (6, "abc", "TO_PORT"),
+            (6, "+80", "TO_PORT"),
+            (6, "080", "TO_PORT"),
+            (6, "", "TO_PORT"),
+        ];
+        for (i, val, want) in cases {
+            let mut v: Vec<String> = OK.iter().map(|s| s.to_string()).collect();
+            v[i] = val.to_string();
+            let e = parse(&v.iter().map(OsString::from).collect::<Vec<_>>()).unwrap_err();
+            assert!(e.contains(want), "arg {i}={val:?}: {e:?} lacks {want:?}");
+            assert!(!e.contains('\n') && e.len() < 300, "one short line: {e:?}");
+        }
+        assert!(parse(&args(&OK[..6])).unwrap_err().contains("got 6"));
+        let mut eight = OK.to_vec();
+        eight.push("x");
+        assert!(parse(&args(&eight)).unwrap_err().contains("got 8"));
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut v = args(&OK);
+        v[0] = OsString::from_vec(vec![0x66, 0xff]);
+        assert!(parse(&v).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("1"), Ok(1));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["0", "65536", "-1", " 1", "1 ", "00", "99999999"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Log set-up: stderr always, plus the configured `log_file`, because
+//! Sentinel throws a script's output away. Text or JSON lines.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the subscriber once. A log file that cannot be opened is
+/// reported and skipped: losing the log must not fail a failover.
+pub fn init(format: Format, log_file: Option<&Path>) {
+    let filter =
+        || EnvFilter::try_from_env("SENTINEL_VIP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let layer = |json: bool| -> Box<dyn Layer<_> + Send + Sync> {
+        let l = fmt::layer().with_target(false);
+        if json {
+            l.json().with_writer(std::io::stderr).boxed()
+        } else {
+            l.with_writer(std::io::stderr).boxed()
+        }
+    };
+    let file = log_file.and_then(
+        |p| match OpenOptions::new().create(true).append(true).open(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "sentinel-vip: log_file {}: {e}; logging to stderr only",
+                    p.display()
+                );
+                None
+            }
+        },
+    );
+    let file_layer = file.map(|f| {
+        let l = fmt::layer()
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(Mutex::new(f));
+        if format == Format::Json {
+            l.json().with_filter(filter()).boxed()
+        } else {
+            l.with_filter(filter()).boxed()
+        }
+    });
+    let _ = tracing_subscriber::registry()
+        .with(layer(format == Format::Json).with_filter(filter()))
+        .with(file_layer)
+        .try_init();
+}
