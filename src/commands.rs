@@ -12,7 +12,7 @@ use crate::announce::{self, Target};
 use crate::cli::{Cli, Command, VipCommand};
 use crate::config::{check_label, AnnounceConfig, Cidr, Config, DEFAULT_PATH};
 use crate::decide::{Action, Master, Presence};
-use crate::engine::{local_addrs, ms, presence, Engine};
+use crate::engine::{local_addrs, ms, presence, Announce, Engine};
 use crate::error::{one_line, permanent};
 use crate::lock;
 use crate::netlink::{Done, Netlink};
@@ -270,6 +270,7 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
     let names: Vec<&str> = engine.cfg.vip.iter().map(|v| v.master.as_str()).collect();
     let (_, masters) = engine.masters(&names).await;
     let snap = engine.nl.snapshot().await?;
+    let local = local_addrs(&snap, &engine.cfg);
     let mut errors = Vec::new();
     let mut refused = false;
     let mut targets = Vec::new();
@@ -282,7 +283,7 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
             ));
             continue;
         }
-        match engine.converge(&snap, vip, m, true).await {
+        match engine.converge(&snap, &local, vip, m, Announce::Always).await {
             Ok(o) => {
                 info!(master = %vip.master, sentinel = ?v.master, action = ?o.action, done = ?o.done, "reconcile");
                 println!("{}: {} ({:?})", vip.master, vip.address, o.action);

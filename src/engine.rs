@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use tracing::{info, warn};
 
-use crate::announce::{self, Target};
+use crate::announce::{send_round, Target};
 use crate::config::{Config, VipConfig};
 use crate::decide::{decide, Action, Master, Presence, View};
 use crate::error::permanent;
@@ -73,6 +73,17 @@ pub async fn resolve(host: &Host) -> Result<Vec<IpAddr>> {
     }
 }
 
+/// Whether `converge` sends the first announcement round itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// Also for a VIP already held (the hook and `reconcile`: an operator
+    /// or a late retry expects clients to be pointed here again).
+    Always,
+    OnAcquire,
+    /// The caller schedules announcements (the watcher).
+    Never,
+}
+
 /// The outcome for one VIP, for logs and `status`.
 #[derive(Debug)]
 pub struct Outcome {
@@ -124,22 +135,21 @@ impl Engine {
         (answers, out)
     }
 
-    /// Decides and applies for one VIP against `snap`. `announce_held`
-    /// announces a VIP that was already held (the hook and `reconcile` do;
-    /// the watcher announces on its own refresh timer).
+    /// Decides and applies for one VIP against `snap` (`local` is
+    /// [`local_addrs`] of it, computed once per pass, not once per VIP).
     pub async fn converge(
         &self,
         snap: &Snapshot,
+        local: &HashSet<IpAddr>,
         vip: &VipConfig,
         master: &Master,
-        announce_held: bool,
+        announce: Announce,
     ) -> Result<Outcome> {
-        let local = local_addrs(snap, &self.cfg);
         let pres = presence(snap, vip);
         let action = decide(&View {
             vip: vip.address.ip,
             master,
-            local: &local,
+            local,
             presence: &pres,
             on_sentinel_loss: self.cfg.on_sentinel_loss,
             sentinel_loss_after_ms: self.cfg.sentinel_loss_after_ms,
@@ -174,8 +184,8 @@ impl Engine {
                     mac,
                     ip: vip.address.ip,
                 };
-                if action == Action::Acquire || announce_held {
-                    announce::send_round(&t)
+                if announce == Announce::Always || (announce == Announce::OnAcquire && action == Action::Acquire) {
+                    send_round(&t)
                         .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))?;
                 }
                 out.target = Some(t);
@@ -210,7 +220,7 @@ impl Engine {
                     return;
                 }
             }
-            if let Err(e) = announce::send_round(t) {
+            if let Err(e) = send_round(t) {
                 warn!(vip = %t.ip, error = %e, "announce failed");
             }
         }

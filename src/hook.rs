@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::decide::Master;
-use crate::engine::{ms, resolve, Engine};
+use crate::engine::{local_addrs, ms, resolve, Announce, Engine};
 use crate::error::permanent;
 use crate::hookargs::{self, Role};
 use crate::lock;
@@ -80,7 +80,8 @@ pub async fn run(
         }
     };
     let snap = engine.nl.snapshot().await?;
-    let out = engine.converge(&snap, &vip, &master, true).await;
+    let local = local_addrs(&snap, &engine.cfg);
+    let out = engine.converge(&snap, &local, &vip, &master, Announce::Always).await;
     let changed = match &out {
         Ok(o) => format!("{:?} {:?}", o.action, o.done),
         Err(e) => format!("error: {}", crate::error::one_line(e)),

@@ -81,9 +81,11 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
-    /// `ip link show` and `ip addr show`, in two dumps.
+    /// `ip link show` and `ip addr show`, in two dumps. One after the
+    /// other: the kernel runs one dump at a time per socket (EBUSY).
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let (links, addrs) = futures::try_join!(self.links(), self.addrs())?;
+        let links = self.links().await?;
+        let addrs = self.addrs().await?;
         Ok(Snapshot { links, addrs })
     }
 

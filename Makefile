@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`.
+# End-to-end parts need root (network namespaces); SENTINEL_VIP_SKIP_E2E=1
+# skips them explicitly (and says so).
+
+CARGO ?= cargo
+
+.PHONY: all build deps test unit e2e lint demo bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+deps:
+	@scripts/deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# One debug build serves every test binary (cargo shares the binary).
+test: deps lint
+	$(CARGO) test --all-targets -- --test-threads=1 --nocapture
+
+demo: deps
+	$(CARGO) test --release --test demo -- --nocapture
+
+bench: deps
+	$(CARGO) bench --bench bench
+
+clean:
+	$(CARGO) clean

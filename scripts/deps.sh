@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the lab needs and is missing: real Redis and Sentinel,
+# iproute2 for the namespaces, tcpdump to see frames as a client would,
+# iputils-ping for the client's first contact. Root only (apt).
+set -euo pipefail
+pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ] && [ "${1:-}" != "--update" ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/deps.sh: missing packages ${missing[*]} and not root: install them or run as root" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian packages start services where an init system runs; the lab
+# starts its own instances in namespaces and needs nothing listening here.
+for svc in redis-server redis-sentinel; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
