@@ -53,6 +53,8 @@ pub enum Command {
     Check,
     /// For each VIP: what each Sentinel reports, whether the master is local and the VIP held; exit 1 on disagreement.
     Status(JsonFlag),
+    /// Run the watcher: follow Sentinel pub/sub and the kernel, keep every VIP where its master is.
+    Watch,
 }
 
 #[derive(Args, Debug)]

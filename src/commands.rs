@@ -26,7 +26,7 @@ pub fn config_path(cli: &Cli) -> PathBuf {
 }
 
 /// Runs one parsed command until done; `shutdown` ends the watcher.
-pub async fn run(cli: Cli, _shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     let path = config_path(&cli);
     let config = || Config::load(&path);
     let named = cli.config.is_some() || std::env::var_os("SENTINEL_VIP_CONFIG").is_some();
@@ -53,6 +53,11 @@ pub async fn run(cli: Cli, _shutdown: impl std::future::Future<Output = ()>) -> 
         }
         Command::Check => check(config()).await,
         Command::Status(j) => status(config()?, j.json).await,
+        Command::Watch => {
+            let cfg = config()?;
+            crate::logging::init(cli.log_format, cfg.log_file.as_deref());
+            crate::watch::run(path, cfg, shutdown).await
+        }
     }
 }
 
@@ -283,7 +288,10 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
             ));
             continue;
         }
-        match engine.converge(&snap, &local, vip, m, Announce::Always).await {
+        match engine
+            .converge(&snap, &local, vip, m, Announce::Always)
+            .await
+        {
             Ok(o) => {
                 info!(master = %vip.master, sentinel = ?v.master, action = ?o.action, done = ?o.done, "reconcile");
                 println!("{}: {} ({:?})", vip.master, vip.address, o.action);

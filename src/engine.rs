@@ -184,7 +184,9 @@ impl Engine {
                     mac,
                     ip: vip.address.ip,
                 };
-                if announce == Announce::Always || (announce == Announce::OnAcquire && action == Action::Acquire) {
+                if announce == Announce::Always
+                    || (announce == Announce::OnAcquire && action == Action::Acquire)
+                {
                     send_round(&t)
                         .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))?;
                 }

@@ -81,7 +81,9 @@ pub async fn run(
     };
     let snap = engine.nl.snapshot().await?;
     let local = local_addrs(&snap, &engine.cfg);
-    let out = engine.converge(&snap, &local, &vip, &master, Announce::Always).await;
+    let out = engine
+        .converge(&snap, &local, &vip, &master, Announce::Always)
+        .await;
     let changed = match &out {
         Ok(o) => format!("{:?} {:?}", o.action, o.done),
         Err(e) => format!("error: {}", crate::error::one_line(e)),

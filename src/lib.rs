@@ -31,5 +31,6 @@ pub mod lock;
 pub mod logging;
 pub mod netlink;
 pub mod sentinel;
+pub mod watch;
 
 pub use error::{exit_code, Permanent};

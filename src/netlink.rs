@@ -240,10 +240,10 @@ pub fn monitor() -> Result<impl Stream<Item = Event>> {
     ])
     .context("netlink monitor socket")?;
     tokio::spawn(conn);
-    Ok(messages.filter_map(
-        |(m, _): (NetlinkMessage<RouteNetlinkMessage>, _)| async move {
+    Ok(
+        messages.filter_map(|(m, _): (NetlinkMessage<RouteNetlinkMessage>, _)| {
             use rtnetlink::packet_core::NetlinkPayload::InnerMessage;
-            match m.payload {
+            let e = match m.payload {
                 InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
                     parse_addr(&a).map(|a| Event::AddrRemoved(a.ip))
                 }
@@ -253,7 +253,8 @@ pub fn monitor() -> Result<impl Stream<Item = Event>> {
                 InnerMessage(RouteNetlinkMessage::NewLink(_))
                 | InnerMessage(RouteNetlinkMessage::DelLink(_)) => Some(Event::Link),
                 _ => None,
-            }
-        },
-    ))
+            };
+            futures::future::ready(e)
+        }),
+    )
 }

@@ -1,0 +1,403 @@
+//! Watch mode: a long-running daemon that keeps every VIP where Sentinel
+//! says its master is. Level-triggered: Sentinel events, reconnects, kernel
+//! address/link events and a timer all lead to the same reconcile pass,
+//! which compares desired with actual; events only make it happen sooner.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use redis::Value;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::{interval, sleep, sleep_until, timeout, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use crate::announce::{send_round, Target};
+use crate::config::{Config, Policy};
+use crate::decide::{Action, Master, Presence};
+use crate::engine::{local_addrs, ms, presence, Announce, Engine};
+use crate::error::{one_line, permanent};
+use crate::lock;
+use crate::netlink::{self, Event};
+use crate::sentinel::{parse_event, MasterMoved, CHANNELS};
+
+/// Why a pass runs.
+#[derive(Debug)]
+enum Trigger {
+    Sentinel {
+        from: String,
+        ev: MasterMoved,
+        at: Instant,
+    },
+    Subscribed(String),
+    Kernel(Event, Instant),
+}
+
+/// Announcement schedule of one held VIP.
+struct Schedule {
+    target: Target,
+    /// Rounds still due at `interval_ms` spacing; then refreshes.
+    rounds_left: u32,
+    next: Instant,
+}
+
+struct Watcher {
+    engine: Engine,
+    path: PathBuf,
+    tx: mpsc::Sender<Trigger>,
+    subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
+    last_majority: HashMap<String, Instant>,
+    schedules: HashMap<IpAddr, Schedule>,
+    recent: HashMap<(String, String), Instant>,
+}
+
+pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let missing = crate::caps::missing();
+    if !missing.is_empty() {
+        return Err(permanent(format!(
+            "watch: missing capability {} (grant CAP_NET_ADMIN and CAP_NET_RAW, see README)",
+            missing.join(" and ")
+        )));
+    }
+    let (tx, mut rx) = mpsc::channel(4096);
+    let mut w = Watcher {
+        engine: Engine::new(cfg)?,
+        path,
+        tx: tx.clone(),
+        subscribers: Vec::new(),
+        last_majority: HashMap::new(),
+        schedules: HashMap::new(),
+        recent: HashMap::new(),
+    };
+    let kernel = {
+        let mut events = netlink::monitor()?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                if tx.send(Trigger::Kernel(e, Instant::now())).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::pin!(shutdown);
+
+    info!(
+        vips = w.engine.cfg.vip.len(),
+        sentinels = w.engine.cfg.sentinels.len(),
+        "watch: starting"
+    );
+    w.spawn_subscribers();
+    w.pass("start", None, true).await;
+    let mut tick = interval(Duration::from_millis(w.engine.cfg.reconcile_interval_ms));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        let due = w.schedules.values().map(|s| s.next).min();
+        let announce_due = sleep_until(
+            due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+                .into(),
+        );
+        tokio::select! {
+            Some(t) = rx.recv() => {
+                // Coalesce a burst (several Sentinels, several channels) into one pass.
+                let mut first = Some(t);
+                let mut triggers = Vec::new();
+                while let Some(t) = first.take().or_else(|| rx.try_recv().ok()) {
+                    triggers.push(t);
+                }
+                w.on_triggers(triggers).await;
+            }
+            _ = tick.tick() => w.pass("timer", None, false).await,
+            _ = announce_due => w.announce_due(),
+            _ = hup.recv() => w.reload().await,
+            _ = term.recv() => break,
+            _ = &mut shutdown => break,
+        }
+    }
+    kernel.abort();
+    for (h, _) in &w.subscribers {
+        h.abort();
+    }
+    w.exit().await
+}
+
+impl Watcher {
+    fn spawn_subscribers(&mut self) {
+        for (h, _) in self.subscribers.drain(..) {
+            h.abort();
+        }
+        let t = self.engine.cfg.sentinel_timeout();
+        for (ep, client) in self.engine.sentinels.clients() {
+            let reset = Arc::new(Notify::new());
+            let h = tokio::spawn(subscribe(
+                ep.to_string(),
+                client.clone(),
+                self.tx.clone(),
+                reset.clone(),
+                t,
+            ));
+            self.subscribers.push((h, reset));
+        }
+    }
+
+    async fn on_triggers(&mut self, triggers: Vec<Trigger>) {
+        let mut run = None;
+        let mut announce_held = false;
+        let now = Instant::now();
+        self.recent
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
+        for t in triggers {
+            match t {
+                Trigger::Sentinel { from, ev, at } => {
+                    if self.engine.cfg.vip_for(&ev.master).is_none() {
+                        info!(sentinel = %from, master = %ev.master, "event for a master not configured here; ignored");
+                        continue;
+                    }
+                    let key = (ev.master.clone(), format!("{}:{}", ev.to.0, ev.to.1));
+                    if self.recent.contains_key(&key) {
+                        debug!(sentinel = %from, master = %ev.master, "repeat of an event already handled");
+                        continue;
+                    }
+                    self.recent.insert(key, at);
+                    run = Some(run.map_or(at, |r: Instant| r.min(at)));
+                }
+                Trigger::Subscribed(ep) => {
+                    // Pub/sub drops what was published while we were away.
+                    debug!(sentinel = %ep, "subscribed; reconciling for anything missed");
+                    run = Some(run.unwrap_or(now));
+                }
+                Trigger::Kernel(Event::AddrRemoved(ip), at) => {
+                    if self.engine.cfg.vip.iter().any(|v| v.address.ip == ip) {
+                        info!(vip = %ip, "VIP removed from the kernel");
+                        run = Some(run.unwrap_or(at));
+                    }
+                }
+                Trigger::Kernel(Event::Link, at) => {
+                    // Link down/up or re-creation: addresses may be gone,
+                    // and clients must hear from the holder again.
+                    announce_held = true;
+                    run = Some(run.unwrap_or(at));
+                }
+                Trigger::Kernel(Event::AddrAdded(_), _) => {}
+            }
+        }
+        if let Some(at) = run {
+            self.pass("event", Some(at), announce_held).await;
+        }
+    }
+
+    /// One reconcile pass over every VIP: one Sentinel round, one netlink
+    /// dump, then decide and apply per VIP.
+    async fn pass(&mut self, why: &str, since: Option<Instant>, announce_held: bool) {
+        let t0 = Instant::now();
+        let _lock = match lock::acquire(&self.engine.cfg.lock_path()).await {
+            Ok(l) => l,
+            Err(e) => return error!(error = %one_line(&e), "pass: cannot take the lock"),
+        };
+        let cfg = &self.engine.cfg;
+        let names: Vec<&str> = cfg.vip.iter().map(|v| v.master.as_str()).collect();
+        let (answers, masters) = self.engine.masters(&names).await;
+        for (a, (_, reset)) in answers.iter().zip(&self.subscribers) {
+            if a.reply.is_err() {
+                // The query failed, so the subscription is suspect too.
+                reset.notify_one();
+            }
+        }
+        let snap = match self.engine.nl.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return error!(error = %one_line(&e), "pass: netlink dump failed"),
+        };
+        let local = local_addrs(&snap, cfg);
+        let now = Instant::now();
+        let mut changed = 0;
+        for vip in &cfg.vip {
+            let (v, m) = &masters[&vip.master];
+            let last = *self.last_majority.entry(vip.master.clone()).or_insert(t0);
+            let master = if v.majority() {
+                self.last_majority.insert(vip.master.clone(), now);
+                m.clone()
+            } else {
+                // Without a majority no answer can be trusted; the policy
+                // decides how long we hold on.
+                let lost = now.duration_since(last).as_millis() as u64;
+                warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = lost, "no Sentinel majority");
+                Master::Unknown {
+                    lost_for_ms: Some(lost),
+                }
+            };
+            match self
+                .engine
+                .converge(&snap, &local, vip, &master, Announce::Never)
+                .await
+            {
+                Ok(o) => {
+                    if !matches!(o.action, Action::Nothing | Action::Keep) {
+                        changed += 1;
+                        info!(
+                            master = %vip.master, vip = %vip.address, why, action = ?o.action, done = ?o.done,
+                            sentinel = ?v.master, latency_ms = since.map(ms),
+                            "changed"
+                        );
+                    }
+                    match o.target {
+                        Some(t) => {
+                            if o.action == Action::Acquire
+                                || announce_held
+                                || !self.schedules.contains_key(&t.ip)
+                            {
+                                self.schedules.insert(
+                                    t.ip,
+                                    Schedule {
+                                        target: t,
+                                        rounds_left: cfg.announce.count,
+                                        next: now,
+                                    },
+                                );
+                            }
+                        }
+                        None => {
+                            self.schedules.remove(&vip.address.ip);
+                        }
+                    }
+                }
+                Err(e) => error!(master = %vip.master, error = %one_line(&e), "pass"),
+            }
+        }
+        // First rounds go out before the lock is released: announcing is
+        // the point of taking the VIP, and it takes microseconds.
+        let vips = cfg.vip.len();
+        self.announce_due();
+        debug!(why, vips, changed, elapsed_ms = ms(t0), "pass done");
+    }
+
+    /// Sends every round that is due. A failed round is retried at the
+    /// next interval (the link may be down for a moment).
+    fn announce_due(&mut self) {
+        let now = Instant::now();
+        let a = &self.engine.cfg.announce;
+        self.schedules.retain(|_, s| {
+            if s.next > now {
+                return true;
+            }
+            match send_round(&s.target) {
+                Ok(()) => s.rounds_left = s.rounds_left.saturating_sub(1),
+                Err(e) => warn!(vip = %s.target.ip, error = %e, "announce failed"),
+            }
+            if s.rounds_left > 0 {
+                s.next = now + Duration::from_millis(a.interval_ms);
+                true
+            } else if a.refresh_interval_ms > 0 {
+                s.next = now + Duration::from_millis(a.refresh_interval_ms);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn reload(&mut self) {
+        match Config::load(&self.path).and_then(Engine::new) {
+            Ok(engine) => {
+                info!(path = %self.path.display(), vips = engine.cfg.vip.len(), "SIGHUP: config reloaded");
+                self.engine = engine;
+                self.schedules.clear();
+                self.spawn_subscribers();
+                self.pass("reload", None, true).await;
+            }
+            Err(e) => {
+                error!(error = %one_line(&e), "SIGHUP: config not reloaded; keeping the old one")
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: keep the VIPs (default: a restart must not drop
+    /// clients) or release the ones held.
+    async fn exit(self) -> Result<()> {
+        if self.engine.cfg.on_exit == Policy::Keep {
+            info!("watch: exiting; VIPs kept (on_exit = keep)");
+            return Ok(());
+        }
+        let _lock = lock::acquire(&self.engine.cfg.lock_path()).await?;
+        let snap = self.engine.nl.snapshot().await?;
+        for v in &self.engine.cfg.vip {
+            if presence(&snap, v) == Presence::Held {
+                if let Some(l) = snap.link(&v.interface) {
+                    let r = self.engine.nl.del(v.address, l.index).await;
+                    info!(vip = %v.address, result = ?r.map_err(|e| one_line(&e)), "watch: released on exit");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Holds one pub/sub subscription to one Sentinel, reconnecting with
+/// backoff; pings it so that a silently dead peer is noticed.
+async fn subscribe(
+    ep: String,
+    client: redis::Client,
+    tx: mpsc::Sender<Trigger>,
+    reset: Arc<Notify>,
+    t: Duration,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let conn = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&CHANNELS[..]).await?;
+            Ok::<_, redis::RedisError>(ps.split())
+        };
+        match timeout(t * 3, conn).await {
+            Ok(Ok((mut sink, mut stream))) => {
+                backoff = Duration::from_millis(100);
+                info!(sentinel = %ep, "subscribed");
+                if tx.send(Trigger::Subscribed(ep.clone())).await.is_err() {
+                    return;
+                }
+                let mut ping = interval(Duration::from_secs(1));
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        m = stream.next() => {
+                            let Some(m) = m else { break };
+                            let at = Instant::now();
+                            let channel = m.get_channel_name().to_string();
+                            let payload = String::from_utf8_lossy(m.get_payload_bytes()).into_owned();
+                            info!(sentinel = %ep, channel = %channel, payload = %payload.escape_debug(), "event");
+                            match parse_event(&channel, &payload) {
+                                Ok(ev) => {
+                                    if tx.send(Trigger::Sentinel { from: ep.clone(), ev, at }).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => warn!(sentinel = %ep, error = %e, "malformed event ignored"),
+                            }
+                        }
+                        _ = ping.tick() => {
+                            if !matches!(timeout(t * 3, sink.ping::<Value>()).await, Ok(Ok(_))) {
+                                warn!(sentinel = %ep, "no answer to PING");
+                                break;
+                            }
+                        }
+                        _ = reset.notified() => break,
+                    }
+                }
+                warn!(sentinel = %ep, "subscription lost; reconnecting");
+            }
+            Ok(Err(e)) => debug!(sentinel = %ep, error = %e, "subscribe failed"),
+            Err(_) => debug!(sentinel = %ep, "subscribe timed out"),
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
