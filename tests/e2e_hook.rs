@@ -1,0 +1,525 @@
+//! End-to-end tests of hook mode: sentinel-vip as Sentinel's
+//! `client-reconfig-script`, in a lab of network namespaces with real Redis
+//! and Sentinel processes (see tests/lab/mod.rs).
+//!
+//! Building the lab is the slow part, so one test builds it once and runs
+//! every scenario against it in order; each scenario is isolated with
+//! `catch_unwind` so that one failure still lets the others report. Later
+//! scenarios build on the state earlier ones leave (who is master), and check
+//! their own preconditions rather than assume them.
+
+mod lab;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use lab::{Capture, Frame, Lab, LabOptions, NODES, VIP4, VIP6, VIP6_CIDR};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// What earlier scenarios leave for later ones.
+#[derive(Default)]
+struct Shared {
+    /// (old master IP, new master IP) of the failover in scenario b.
+    failover_b: Option<(String, String)>,
+}
+
+type Scenario = fn(&mut Lab, &mut Shared);
+
+#[test]
+fn hook_mode_end_to_end() {
+    if !lab::e2e_enabled() {
+        return;
+    }
+    let started = Instant::now();
+    let mut lab = Lab::new(
+        Path::new(env!("CARGO_BIN_EXE_sentinel-vip")),
+        LabOptions::default(),
+    );
+    lab.wait_ready();
+    eprintln!(
+        "lab {} up in {:.1} s",
+        lab.prefix,
+        started.elapsed().as_secs_f64()
+    );
+
+    let scenarios: [(&str, Scenario); 6] = [
+        ("a-reconcile", reconcile_puts_vip_on_master),
+        ("b-sentinel-failover", failover_moves_vip),
+        ("c-master-killed", killed_master_moves_vip),
+        ("d-stale-replay", stale_hook_replay_changes_nothing),
+        ("e-bad-arguments", bad_arguments_are_rejected),
+        ("f-ipv6-vip", ipv6_vip_add_announces),
+    ];
+    let mut shared = Shared::default();
+    let mut failed = Vec::new();
+    for (name, scenario) in scenarios {
+        let t = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| scenario(&mut lab, &mut shared)));
+        let took = t.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => eprintln!("scenario {name}: ok ({took:.1} s)"),
+            Err(payload) => {
+                // One line per scenario, however the assertion formatted it.
+                let msg = panic_message(&*payload).replace('\n', " ");
+                eprintln!("scenario {name}: FAILED ({msg}) ({took:.1} s)");
+                failed.push(name);
+            }
+        }
+    }
+    // The lab is not dropped while panicking (scenario panics were caught),
+    // so its logs would not be shown on their own.
+    if !failed.is_empty() {
+        lab.dump_logs();
+    }
+    drop(lab);
+    eprintln!("hook e2e took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+}
+
+// ----- scenarios ---------------------------------------------------------------
+
+/// (a) `reconcile` on every node puts the VIP on the master, and only there.
+fn reconcile_puts_vip_on_master(lab: &mut Lab, _: &mut Shared) {
+    assert_eq!(
+        lab.holders(),
+        Vec::<usize>::new(),
+        "VIP held before reconcile"
+    );
+    let master = lab.master_node();
+    assert_eq!(master, 1, "lab should start with n1 as master");
+    for n in NODES {
+        expect_exit(&lab.sv(n, &["reconcile"]), 0, &format!("reconcile on n{n}"));
+    }
+    assert_eq!(lab.holders(), vec![1], "holders after reconcile");
+    assert!(
+        lab.addrs(1).contains(&(VIP4.to_string(), 24)),
+        "n1 holds the VIP with the wrong prefix: {:?}",
+        lab.addrs(1)
+    );
+    lab.client_write_lands_on(1, "scenario-a", "a")
+        .unwrap_or_else(|e| panic!("write through the VIP: {e}"));
+}
+
+/// (b) A Sentinel-driven failover moves the VIP to the new master, tells the
+/// client by gratuitous ARP, and writes through the VIP reach the new master.
+fn failover_moves_vip(lab: &mut Lab, shared: &mut Shared) {
+    let old = lab.master_node();
+    assert_eq!(
+        lab.holders(),
+        vec![old],
+        "VIP not on the master before failover"
+    );
+    // The client must already have a neighbour entry for the VIP, or a
+    // gratuitous ARP would have nothing to update.
+    lab.client_ping()
+        .unwrap_or_else(|e| panic!("before failover: {e}"));
+    assert_eq!(
+        client_vip_mac(lab),
+        lab.mac(old),
+        "client's neighbour entry before failover"
+    );
+
+    let cap = Capture::start(lab);
+    let t = Instant::now();
+    lab.sentinel_failover();
+    let new = wait_vip_moves(lab, old, Duration::from_secs(15));
+    eprintln!(
+        "  b: VIP moved n{old} -> n{new} {:.1} s after SENTINEL FAILOVER",
+        t.elapsed().as_secs_f64()
+    );
+    // Checked before any traffic: only an announcement can have updated the
+    // entry (a write would make the client re-resolve by itself).
+    expect_client_mac(lab, VIP4, new);
+    let frames = stop_capture_when(cap, Duration::from_secs(3), |f| {
+        has_garp_forms(f, VIP4, &lab.mac(new))
+    });
+    let from_new: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.src_mac == lab.mac(new) && f.is_garp_for(VIP4))
+        .collect();
+    assert!(
+        has_garp_forms(&frames, VIP4, &lab.mac(new)),
+        "expected gratuitous ARP for {VIP4} from n{new} ({}) in request and reply form; \
+         got from n{new}: {:?}; all ARP seen: {:?}",
+        lab.mac(new),
+        lines(&from_new),
+        arp_lines(&frames)
+    );
+    lab.client_write_lands_on(new, "scenario-b", "b")
+        .unwrap_or_else(|e| panic!("write through the VIP after failover: {e}"));
+    shared.failover_b = Some((lab::node_ip(old), lab::node_ip(new)));
+}
+
+/// (c) Killing the master's redis-server moves the VIP to the master Sentinel
+/// elects; the killed node then comes back as a replica.
+fn killed_master_moves_vip(lab: &mut Lab, _: &mut Shared) {
+    let old = lab.master_node();
+    assert_eq!(
+        lab.holders(),
+        vec![old],
+        "VIP not on the master before kill"
+    );
+    lab.client_ping()
+        .unwrap_or_else(|e| panic!("before kill: {e}"));
+    assert_eq!(
+        client_vip_mac(lab),
+        lab.mac(old),
+        "client's neighbour entry before kill"
+    );
+
+    let t = Instant::now();
+    lab.kill_redis(old);
+    let moved = catch_unwind(AssertUnwindSafe(|| {
+        wait_vip_moves(lab, old, Duration::from_secs(20))
+    }));
+    // Bring the node back whatever happened, so later scenarios have three.
+    let restart = |lab: &mut Lab| {
+        lab.restart_redis(old);
+        let t = Instant::now();
+        lab.wait_ready();
+        eprintln!(
+            "  c: n{old} back as a replica {:.1} s after restart",
+            t.elapsed().as_secs_f64()
+        );
+    };
+    let new = match moved {
+        Ok(new) => new,
+        Err(p) => {
+            restart(lab);
+            std::panic::resume_unwind(p);
+        }
+    };
+    eprintln!(
+        "  c: VIP moved n{old} -> n{new} {:.1} s after kill -9",
+        t.elapsed().as_secs_f64()
+    );
+    let checks = catch_unwind(AssertUnwindSafe(|| {
+        expect_client_mac(lab, VIP4, new);
+        lab.client_write_lands_on(new, "scenario-c", "c")
+            .unwrap_or_else(|e| panic!("write through the VIP after kill: {e}"));
+    }));
+    restart(lab);
+    if let Err(p) = checks {
+        std::panic::resume_unwind(p);
+    }
+    assert_eq!(lab.holders(), vec![new], "holders after n{old} came back");
+}
+
+/// (d) Replaying b's (now stale) hook call on every node changes nothing:
+/// the hook follows what Sentinel says now, not its arguments.
+fn stale_hook_replay_changes_nothing(lab: &mut Lab, shared: &mut Shared) {
+    let (from, to) = shared
+        .failover_b
+        .clone()
+        .expect("scenario b did not complete, nothing to replay");
+    let master = lab.master_node();
+    assert_eq!(
+        lab.holders(),
+        vec![master],
+        "VIP not on the master before replay"
+    );
+    assert_ne!(lab::node_ip(master), to, "replay would not be stale");
+    let before = lab.all_addrs();
+    let args = ["mymaster", "leader", "start", &from, "6379", &to, "6379"];
+    let mut problems = Vec::new();
+    for with_word in [true, false] {
+        for n in NODES {
+            let mut a: Vec<&str> = Vec::new();
+            if with_word {
+                a.push("hook");
+            }
+            a.extend(args);
+            let o = lab.sv(n, &a);
+            if o.status.code() != Some(0) {
+                problems.push(format!("n{n} {a:?}: {}", show(&o)));
+            }
+            let holders = lab.holders();
+            if holders != vec![master] {
+                problems.push(format!("after n{n} {a:?}: holders {holders:?}"));
+            }
+        }
+    }
+    if lab.all_addrs() != before {
+        problems.push(format!(
+            "addresses changed: before {before:?}, after {:?}",
+            lab.all_addrs()
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("; "));
+}
+
+/// (e) Malformed hook calls exit 2 with a one-line error and touch nothing,
+/// on the holder and elsewhere; an unknown master is not an error.
+fn bad_arguments_are_rejected(lab: &mut Lab, _: &mut Shared) {
+    let master = lab.master_node();
+    assert_eq!(lab.holders(), vec![master], "VIP not on the master");
+    let other = NODES.into_iter().find(|&n| n != master).expect("a replica");
+    let m_ip = lab::node_ip(master);
+    let o_ip = lab::node_ip(other);
+    // A valid call for the current state; each case breaks one thing.
+    let valid: Vec<String> = [
+        "mymaster", "observer", "start", &o_ip, "6379", &m_ip, "6379",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let with = |i: usize, v: &str| {
+        let mut a = valid.clone();
+        a[i] = v.to_string();
+        a
+    };
+    let long = "a".repeat(64 * 1024);
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("6 args", valid[..6].to_vec()),
+        ("8 args", [valid.clone(), vec!["6379".into()]].concat()),
+        ("bad from-ip", with(3, "999.1.1.1")),
+        ("bad to-ip", with(5, "999.1.1.1")),
+        ("port 0", with(6, "0")),
+        ("port 70000", with(4, "70000")),
+        ("port abc", with(6, "abc")),
+        ("newline in master", with(0, "my\nmaster")),
+        ("tab in to-ip", with(5, &format!("{m_ip}\t"))),
+        ("leading dash in master", with(0, "-mymaster")),
+        ("64 KiB master", with(0, &long)),
+        ("64 KiB to-ip", with(5, &long)),
+        ("role boss", with(1, "boss")),
+        ("state unknown", with(2, "middle")),
+    ];
+
+    let before = lab.all_addrs();
+    let mut problems = Vec::new();
+    for n in [master, other] {
+        for (what, args) in &cases {
+            // Both spellings: with the `hook` word, and the bare seven (or
+            // six/eight) arguments Sentinel itself passes.
+            for with_word in [true, false] {
+                let mut a: Vec<&str> = Vec::new();
+                if with_word {
+                    a.push("hook");
+                }
+                a.extend(args.iter().map(String::as_str));
+                let o = lab.sv(n, &a);
+                let form = if with_word { "hook" } else { "bare" };
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                let err_lines = stderr.trim_end().lines().count();
+                if o.status.code() != Some(2) || err_lines != 1 {
+                    problems.push(format!(
+                        "n{n} {what} ({form}): want exit 2 and a one-line error, got {}",
+                        show(&o)
+                    ));
+                }
+                let now = lab.all_addrs();
+                if now != before {
+                    problems.push(format!(
+                        "n{n} {what} ({form}): addresses changed to {now:?}"
+                    ));
+                }
+            }
+        }
+        let unknown = with(0, "othermaster");
+        let mut a = vec!["hook"];
+        a.extend(unknown.iter().map(String::as_str));
+        let o = lab.sv(n, &a);
+        if o.status.code() != Some(0) {
+            problems.push(format!(
+                "n{n} unknown master: want exit 0, got {}",
+                show(&o)
+            ));
+        }
+        if lab.all_addrs() != before {
+            problems.push(format!("n{n} unknown master: addresses changed"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+/// (f) `vip add` of an IPv6 address sends an unsolicited neighbour
+/// advertisement that repoints the client's existing entry; `vip del`
+/// removes the address.
+fn ipv6_vip_add_announces(lab: &mut Lab, _: &mut Shared) {
+    let master = lab.master_node();
+    let other = NODES.into_iter().find(|&n| n != master).expect("a replica");
+    assert_eq!(
+        lab.holders_of(VIP6),
+        Vec::<usize>::new(),
+        "IPv6 VIP held already"
+    );
+    let v4_before = lab.holders();
+
+    // Give the client an entry for the IPv6 VIP that points at another node:
+    // Linux ignores advertisements for addresses it has no entry for.
+    let add = lab.run_node(
+        other,
+        &["ip", "addr", "add", VIP6_CIDR, "dev", "eth0", "nodad"],
+    );
+    expect_exit(&add, 0, "adding the IPv6 VIP on the other node");
+    // Any packet makes the client resolve the address; a TCP connection
+    // attempt (refused, nothing listens there) does it with tools the lab
+    // already needs (ping is not always installed).
+    let _ = lab.client_cli_to(VIP6, &["PING"]);
+    let first = lab.client_neigh(VIP6);
+    let del = lab.run_node(other, &["ip", "addr", "del", VIP6_CIDR, "dev", "eth0"]);
+    expect_exit(&del, 0, "removing the IPv6 VIP from the other node");
+    assert_eq!(
+        first.as_ref().map(|(mac, _)| mac.clone()),
+        Some(lab.mac(other)),
+        "client's entry for {VIP6} should point at n{other} first: {first:?}"
+    );
+
+    let cap = Capture::start(lab);
+    let o = lab.sv(master, &["vip", "add", VIP6_CIDR, "--dev", "eth0"]);
+    expect_exit(&o, 0, &format!("vip add {VIP6_CIDR} on n{master}"));
+    assert!(
+        lab.addrs(master).contains(&(VIP6.to_string(), 64)),
+        "n{master} does not hold {VIP6_CIDR}: {:?}",
+        lab.addrs(master)
+    );
+    let mac = lab.mac(master);
+    let frames = stop_capture_when(cap, Duration::from_secs(3), |f| {
+        f.iter()
+            .any(|f| f.src_mac == mac && f.is_unsolicited_na_for(VIP6))
+    });
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.src_mac == mac && f.is_unsolicited_na_for(VIP6)),
+        "no unsolicited neighbour advertisement for {VIP6} from n{master} ({mac}); \
+         ICMPv6 seen: {:?}",
+        frames
+            .iter()
+            .filter(|f| f.kind != lab::FrameKind::Other)
+            .map(|f| f.line.as_str())
+            .collect::<Vec<_>>()
+    );
+    expect_client_mac(lab, VIP6, master);
+    eprintln!("  f: client entry for {VIP6}: {:?}", lab.client_neigh(VIP6));
+
+    let o = lab.sv(master, &["vip", "del", VIP6_CIDR, "--dev", "eth0"]);
+    expect_exit(&o, 0, &format!("vip del {VIP6_CIDR} on n{master}"));
+    assert_eq!(lab.holders_of(VIP6), Vec::<usize>::new(), "after vip del");
+    assert_eq!(
+        lab.holders(),
+        v4_before,
+        "IPv4 VIP disturbed by the IPv6 one"
+    );
+}
+
+// ----- helpers -----------------------------------------------------------------
+
+/// Waits until all Sentinels name a master other than `old` and exactly that
+/// node holds the VIP; returns it. Panics with what was seen on timeout.
+fn wait_vip_moves(lab: &Lab, old: usize, timeout: Duration) -> usize {
+    let mut new = None;
+    let moved = lab::wait_until(timeout, POLL, || {
+        new = lab.sentinels_agree().filter(|&m| m != old);
+        new.is_some_and(|m| lab.holders() == vec![m])
+    });
+    assert!(
+        moved,
+        "VIP did not move off n{old} within {timeout:?}: Sentinel says {:?}, holders {:?}",
+        lab.sentinels_agree(),
+        lab.holders()
+    );
+    new.expect("set when moved")
+}
+
+/// The MAC the client currently resolves the IPv4 VIP to ("" if none).
+fn client_vip_mac(lab: &Lab) -> String {
+    lab.client_neigh(VIP4).map(|(m, _)| m).unwrap_or_default()
+}
+
+/// Waits briefly (announcements may trail the address by a moment) for the
+/// client's neighbour entry for `addr` to carry node `n`'s MAC.
+fn expect_client_mac(lab: &Lab, addr: &str, n: usize) {
+    let want = lab.mac(n);
+    let ok = lab::wait_until(Duration::from_secs(2), POLL, || {
+        lab.client_neigh(addr).is_some_and(|(m, _)| m == want)
+    });
+    assert!(
+        ok,
+        "client's neighbour entry for {addr} is {:?}, want n{n}'s MAC {want}",
+        lab.client_neigh(addr)
+    );
+}
+
+/// Stops the capture once what it has seen satisfies `done`, or after `max`:
+/// announcements may be repeated or trail the address change, and waiting the
+/// full time on success would only slow the test down.
+fn stop_capture_when(cap: Capture, max: Duration, done: impl Fn(&[Frame]) -> bool) -> Vec<Frame> {
+    let deadline = Instant::now() + max;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let seen = cap.peek();
+        if done(&seen) || Instant::now() >= deadline {
+            return cap.stop();
+        }
+    }
+}
+
+/// Whether `frames` hold gratuitous ARP for `addr` from `mac` in both the
+/// request and the reply form.
+fn has_garp_forms(frames: &[Frame], addr: &str, mac: &str) -> bool {
+    let from = |kind| {
+        frames
+            .iter()
+            .any(|f| f.kind == kind && f.src_mac == mac && f.is_garp_for(addr))
+    };
+    from(lab::FrameKind::ArpRequest) && from(lab::FrameKind::ArpReply)
+}
+
+fn lines<'a>(frames: &[&'a Frame]) -> Vec<&'a str> {
+    frames.iter().map(|f| f.line.as_str()).collect()
+}
+
+fn arp_lines(frames: &[Frame]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.kind,
+                lab::FrameKind::ArpRequest | lab::FrameKind::ArpReply
+            )
+        })
+        .map(|f| f.line.as_str())
+        .collect()
+}
+
+fn expect_exit(o: &Output, code: i32, what: &str) {
+    assert_eq!(o.status.code(), Some(code), "{what}: {}", show(o));
+}
+
+/// A command's outcome for messages, with long output cut.
+fn show(o: &Output) -> String {
+    let cut = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b).trim().to_string();
+        if s.chars().count() > 300 {
+            format!("{}...", s.chars().take(300).collect::<String>())
+        } else {
+            s
+        }
+    };
+    format!(
+        "exit {:?}, stdout {:?}, stderr {:?}",
+        o.status.code(),
+        cut(&o.stdout),
+        cut(&o.stderr)
+    )
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_string()
+    }
+}
