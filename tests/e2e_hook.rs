@@ -12,12 +12,10 @@ mod lab;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
+use lab::check::*;
 use lab::{Capture, Frame, Lab, LabOptions, NODES, VIP4, VIP6, VIP6_CIDR};
-
-const POLL: Duration = Duration::from_millis(100);
 
 /// What earlier scenarios leave for later ones.
 #[derive(Default)]
@@ -34,7 +32,7 @@ fn hook_mode_end_to_end() {
         return;
     }
     let started = Instant::now();
-    let mut lab = Lab::new(
+    let lab = Lab::new(
         Path::new(env!("CARGO_BIN_EXE_sentinel-vip")),
         LabOptions::default(),
     );
@@ -54,29 +52,7 @@ fn hook_mode_end_to_end() {
         ("f-ipv6-vip", ipv6_vip_add_announces),
     ];
     let mut shared = Shared::default();
-    let mut failed = Vec::new();
-    for (name, scenario) in scenarios {
-        let t = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| scenario(&mut lab, &mut shared)));
-        let took = t.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => eprintln!("scenario {name}: ok ({took:.1} s)"),
-            Err(payload) => {
-                // One line per scenario, however the assertion formatted it.
-                let msg = panic_message(&*payload).replace('\n', " ");
-                eprintln!("scenario {name}: FAILED ({msg}) ({took:.1} s)");
-                failed.push(name);
-            }
-        }
-    }
-    // The lab is not dropped while panicking (scenario panics were caught),
-    // so its logs would not be shown on their own.
-    if !failed.is_empty() {
-        lab.dump_logs();
-    }
-    drop(lab);
-    eprintln!("hook e2e took {:.1} s", started.elapsed().as_secs_f64());
-    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    run_scenarios(lab, &mut shared, &scenarios, started);
 }
 
 // ----- scenarios ---------------------------------------------------------------
@@ -410,116 +386,4 @@ fn ipv6_vip_add_announces(lab: &mut Lab, _: &mut Shared) {
         v4_before,
         "IPv4 VIP disturbed by the IPv6 one"
     );
-}
-
-// ----- helpers -----------------------------------------------------------------
-
-/// Waits until all Sentinels name a master other than `old` and exactly that
-/// node holds the VIP; returns it. Panics with what was seen on timeout.
-fn wait_vip_moves(lab: &Lab, old: usize, timeout: Duration) -> usize {
-    let mut new = None;
-    let moved = lab::wait_until(timeout, POLL, || {
-        new = lab.sentinels_agree().filter(|&m| m != old);
-        new.is_some_and(|m| lab.holders() == vec![m])
-    });
-    assert!(
-        moved,
-        "VIP did not move off n{old} within {timeout:?}: Sentinel says {:?}, holders {:?}",
-        lab.sentinels_agree(),
-        lab.holders()
-    );
-    new.expect("set when moved")
-}
-
-/// The MAC the client currently resolves the IPv4 VIP to ("" if none).
-fn client_vip_mac(lab: &Lab) -> String {
-    lab.client_neigh(VIP4).map(|(m, _)| m).unwrap_or_default()
-}
-
-/// Waits briefly (announcements may trail the address by a moment) for the
-/// client's neighbour entry for `addr` to carry node `n`'s MAC.
-fn expect_client_mac(lab: &Lab, addr: &str, n: usize) {
-    let want = lab.mac(n);
-    let ok = lab::wait_until(Duration::from_secs(2), POLL, || {
-        lab.client_neigh(addr).is_some_and(|(m, _)| m == want)
-    });
-    assert!(
-        ok,
-        "client's neighbour entry for {addr} is {:?}, want n{n}'s MAC {want}",
-        lab.client_neigh(addr)
-    );
-}
-
-/// Stops the capture once what it has seen satisfies `done`, or after `max`:
-/// announcements may be repeated or trail the address change, and waiting the
-/// full time on success would only slow the test down.
-fn stop_capture_when(cap: Capture, max: Duration, done: impl Fn(&[Frame]) -> bool) -> Vec<Frame> {
-    let deadline = Instant::now() + max;
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let seen = cap.peek();
-        if done(&seen) || Instant::now() >= deadline {
-            return cap.stop();
-        }
-    }
-}
-
-/// Whether `frames` hold gratuitous ARP for `addr` from `mac` in both the
-/// request and the reply form.
-fn has_garp_forms(frames: &[Frame], addr: &str, mac: &str) -> bool {
-    let from = |kind| {
-        frames
-            .iter()
-            .any(|f| f.kind == kind && f.src_mac == mac && f.is_garp_for(addr))
-    };
-    from(lab::FrameKind::ArpRequest) && from(lab::FrameKind::ArpReply)
-}
-
-fn lines<'a>(frames: &[&'a Frame]) -> Vec<&'a str> {
-    frames.iter().map(|f| f.line.as_str()).collect()
-}
-
-fn arp_lines(frames: &[Frame]) -> Vec<&str> {
-    frames
-        .iter()
-        .filter(|f| {
-            matches!(
-                f.kind,
-                lab::FrameKind::ArpRequest | lab::FrameKind::ArpReply
-            )
-        })
-        .map(|f| f.line.as_str())
-        .collect()
-}
-
-fn expect_exit(o: &Output, code: i32, what: &str) {
-    assert_eq!(o.status.code(), Some(code), "{what}: {}", show(o));
-}
-
-/// A command's outcome for messages, with long output cut.
-fn show(o: &Output) -> String {
-    let cut = |b: &[u8]| {
-        let s = String::from_utf8_lossy(b).trim().to_string();
-        if s.chars().count() > 300 {
-            format!("{}...", s.chars().take(300).collect::<String>())
-        } else {
-            s
-        }
-    };
-    format!(
-        "exit {:?}, stdout {:?}, stderr {:?}",
-        o.status.code(),
-        cut(&o.stdout),
-        cut(&o.stderr)
-    )
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic".to_string()
-    }
 }

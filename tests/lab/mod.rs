@@ -17,11 +17,14 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+pub mod check;
 
 /// Name Sentinel monitors the master under.
 pub const MASTER_NAME: &str = "mymaster";
@@ -144,6 +147,14 @@ pub struct Lab {
 /// Handle to a process started with [`Lab::spawn_sv`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpawnId(usize);
+
+/// How [`Lab::spawn_watcher`] runs the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    Root,
+    LeastPrivilege,
+    NoCaps,
+}
 
 impl Lab {
     /// Builds the lab and starts Redis (replication already established) and
@@ -575,6 +586,79 @@ impl Lab {
         );
         self.spawned.push(Some(child));
         SpawnId(id)
+    }
+
+    /// Starts `sentinel-vip watch` on node `n`. With
+    /// [`Privilege::LeastPrivilege`] it runs as `nobody` holding exactly
+    /// CAP_NET_ADMIN and CAP_NET_RAW (as the systemd unit runs it); with
+    /// [`Privilege::NoCaps`] as `nobody` with no capability at all.
+    pub fn spawn_watcher(&mut self, n: usize, how: Privilege) -> SpawnId {
+        let d = self.node_dir(n);
+        // The unprivileged watcher must append to its log and open the lock.
+        for f in [self.sv_log_path(n), d.join("sentinel-vip.lock")] {
+            let _ = fs::OpenOptions::new().create(true).append(true).open(&f);
+            let _ = fs::set_permissions(&f, fs::Permissions::from_mode(0o666));
+        }
+        let caps = match how {
+            Privilege::Root => None,
+            Privilege::LeastPrivilege => Some("-all,+net_admin,+net_raw"),
+            Privilege::NoCaps => Some("-all"),
+        };
+        let mut args: Vec<String> = Vec::new();
+        if let Some(c) = caps {
+            args.extend(
+                [
+                    "setpriv".to_string(),
+                    "--reuid=65534".into(),
+                    "--regid=65534".into(),
+                    "--clear-groups".into(),
+                    format!("--inh-caps={c}"),
+                    format!("--bounding-set={c}"),
+                    "--no-new-privs".into(),
+                ]
+                .into_iter()
+                .chain((c != "-all").then(|| format!("--ambient-caps={c}"))),
+            );
+        }
+        args.push(self.bin.display().to_string());
+        args.push("watch".into());
+        let id = self.spawned.len();
+        let out = d.join(format!("spawn-{id}.out"));
+        let cfg = self.config_path(n).display().to_string();
+        let child = self.spawn_in(
+            &self.ns(n),
+            &args,
+            &[("SENTINEL_VIP_CONFIG", cfg.as_str())],
+            &out,
+        );
+        self.spawned.push(Some(child));
+        SpawnId(id)
+    }
+
+    /// The pid of a spawned process (to signal it directly).
+    pub fn spawned_pid(&self, id: SpawnId) -> Option<u32> {
+        self.spawned[id.0].as_ref().map(|c| c.id())
+    }
+
+    /// Rewrites node `n`'s sentinel-vip config with extra top-level TOML.
+    pub fn rewrite_config(&mut self, n: usize, toml_top: &str) {
+        let saved = std::mem::replace(&mut self.opts.toml_top, toml_top.to_string());
+        write_file(&self.config_path(n), &self.sv_config(n));
+        self.opts.toml_top = saved;
+    }
+
+    /// Restarts every Sentinel at once (kill, then start again with the
+    /// config files Sentinel itself rewrote).
+    pub fn restart_sentinels(&mut self) {
+        for n in NODES {
+            if let Some(mut c) = self.sentinels[n - 1].take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for n in NODES {
+            self.start_sentinel(n);
+        }
     }
 
     /// Sends `signal` (a name such as "TERM") to a spawned process and waits

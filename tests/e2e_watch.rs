@@ -1,0 +1,287 @@
+//! End-to-end tests of watch mode: one `sentinel-vip watch` per node, run
+//! as `nobody` with only CAP_NET_ADMIN and CAP_NET_RAW, in the namespace lab
+//! with real Redis and Sentinel. Sentinel's reconfig script is off, so
+//! every move seen here is the watchers' doing.
+
+mod lab;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab::check::*;
+use lab::{Lab, LabOptions, Privilege, SpawnId, NODES, VIP4, VIP4_CIDR};
+
+/// The watcher running on each node (index n-1), if any.
+#[derive(Default)]
+struct Watchers([Option<SpawnId>; 3]);
+
+impl Watchers {
+    fn start(&mut self, lab: &mut Lab, n: usize) {
+        self.0[n - 1] = Some(lab.spawn_watcher(n, Privilege::LeastPrivilege));
+    }
+    fn id(&self, n: usize) -> SpawnId {
+        self.0[n - 1].expect("watcher started")
+    }
+}
+
+type Scenario = fn(&mut Lab, &mut Watchers);
+
+#[test]
+fn watch_mode_end_to_end() {
+    if !lab::e2e_enabled() {
+        return;
+    }
+    let started = Instant::now();
+    let opts = LabOptions {
+        reconfig_script: false,
+        ..LabOptions::default()
+    };
+    let lab = Lab::new(Path::new(env!("CARGO_BIN_EXE_sentinel-vip")), opts);
+    lab.wait_ready();
+    eprintln!(
+        "lab {} up in {:.1} s",
+        lab.prefix,
+        started.elapsed().as_secs_f64()
+    );
+    let scenarios: [(&str, Scenario); 7] = [
+        ("a-no-capabilities", without_capabilities_watch_refuses),
+        ("b-start-places-vip", watchers_place_vip_on_master),
+        ("c-master-killed", killed_master_moves_vip),
+        ("d-vip-deleted-by-hand", deleted_vip_comes_back),
+        (
+            "e-watcher-killed-during-failover",
+            killed_watcher_converges_on_restart,
+        ),
+        ("f-sentinels-restarted", sentinel_restart_keeps_vip),
+        ("g-sigterm-policies", sigterm_keeps_or_releases),
+    ];
+    run_scenarios(lab, &mut Watchers::default(), &scenarios, started);
+}
+
+/// Holders must settle on exactly the node Sentinel names.
+fn wait_holder_is_master(lab: &Lab, timeout: Duration) -> usize {
+    let mut m = None;
+    let ok = lab::wait_until(timeout, POLL, || {
+        m = lab.sentinels_agree();
+        m.is_some_and(|m| lab.holders() == vec![m])
+    });
+    assert!(
+        ok,
+        "holders {:?} never became Sentinel's master {:?}",
+        lab.holders(),
+        lab.sentinels_agree()
+    );
+    m.expect("set when ok")
+}
+
+/// Count of log lines on node `n` containing `what`.
+fn log_count(lab: &Lab, n: usize, what: &str) -> usize {
+    std::fs::read_to_string(lab.sv_log_path(n))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(what))
+        .count()
+}
+
+/// (a) Without its two capabilities the watcher refuses to start, naming
+/// what is missing, and touches nothing.
+fn without_capabilities_watch_refuses(lab: &mut Lab, _: &mut Watchers) {
+    let before = lab.all_addrs();
+    let id = lab.spawn_watcher(1, Privilege::NoCaps);
+    let st = lab
+        .stop_spawned(id, "0", Duration::from_secs(10))
+        .expect("watch without caps must exit by itself");
+    assert_eq!(st.code(), Some(2), "exit code without capabilities");
+    let out = std::fs::read_to_string(lab.node_dir(1).join("spawn-0.out")).unwrap_or_default();
+    assert!(
+        out.contains("CAP_NET_ADMIN") && out.contains("CAP_NET_RAW"),
+        "error must name the capabilities: {out:?}"
+    );
+    assert_eq!(lab.all_addrs(), before, "addresses changed");
+}
+
+/// (b) Watchers started with no failover put the VIP on the master only,
+/// and `status` agrees on every node.
+fn watchers_place_vip_on_master(lab: &mut Lab, w: &mut Watchers) {
+    assert!(
+        lab.holders().is_empty(),
+        "VIP held before the watchers start"
+    );
+    for n in NODES {
+        w.start(lab, n);
+    }
+    let m = wait_holder_is_master(lab, Duration::from_secs(5));
+    assert_eq!(m, 1);
+    // It stays put: give the timers a few passes.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        lab.holders(),
+        vec![1],
+        "holders after a few reconcile passes"
+    );
+    for n in NODES {
+        expect_exit(&lab.sv(n, &["status"]), 0, &format!("status on n{n}"));
+    }
+    lab.client_write_lands_on(1, "watch-b", "b")
+        .unwrap_or_else(|e| panic!("write through the VIP: {e}"));
+}
+
+/// (c) Killing the master's redis moves the VIP to the new master only, and
+/// the client's neighbour entry follows without client traffic.
+fn killed_master_moves_vip(lab: &mut Lab, _: &mut Watchers) {
+    let old = lab.master_node();
+    lab.client_ping().unwrap_or_else(|e| panic!("before: {e}"));
+    assert_eq!(client_vip_mac(lab), lab.mac(old));
+    let t = Instant::now();
+    lab.kill_redis(old);
+    let new = wait_vip_moves(lab, old, Duration::from_secs(20));
+    eprintln!(
+        "  c: VIP moved n{old} -> n{new} {:.1} s after kill -9",
+        t.elapsed().as_secs_f64()
+    );
+    expect_client_mac(lab, VIP4, new);
+    lab.client_write_lands_on(new, "watch-c", "c")
+        .unwrap_or_else(|e| panic!("write after failover: {e}"));
+    lab.restart_redis(old);
+    lab.wait_ready();
+    assert_eq!(
+        lab.holders(),
+        vec![new],
+        "holders after the old master rejoined"
+    );
+}
+
+/// (d) The VIP deleted by hand on the holder comes back within a second,
+/// and is announced again.
+fn deleted_vip_comes_back(lab: &mut Lab, _: &mut Watchers) {
+    let h = lab.master_node();
+    assert_eq!(lab.holders(), vec![h]);
+    let ns = lab.ns(h);
+    let t = Instant::now();
+    let o = lab.run(&ns, &["ip", "addr", "del", VIP4_CIDR, "dev", "eth0"]);
+    assert!(o.status.success(), "ip addr del: {}", show(&o));
+    let back = lab::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
+        lab.holds_vip(h, VIP4)
+    });
+    let took = t.elapsed();
+    assert!(back, "VIP not back on n{h} within 1 s");
+    eprintln!(
+        "  d: VIP back on n{h} {:.0} ms after ip addr del",
+        took.as_secs_f64() * 1e3
+    );
+    assert_eq!(lab.holders(), vec![h]);
+}
+
+/// (e) The holder's watcher dies (SIGKILL), a failover happens meanwhile,
+/// the watcher is restarted: everything converges on the new master.
+fn killed_watcher_converges_on_restart(lab: &mut Lab, w: &mut Watchers) {
+    let old = lab.master_node();
+    assert_eq!(lab.holders(), vec![old]);
+    lab.stop_spawned(w.id(old), "KILL", Duration::from_secs(5));
+    lab.sentinel_failover();
+    let ok = lab::wait_until(Duration::from_secs(15), POLL, || {
+        lab.sentinels_agree()
+            .is_some_and(|m| m != old && lab.holds_vip(m, VIP4))
+    });
+    assert!(
+        ok,
+        "the new master's watcher did not take the VIP: holders {:?}",
+        lab.holders()
+    );
+    // Nobody is left to release it on the old holder until its watcher runs.
+    assert!(
+        lab.holds_vip(old, VIP4),
+        "the dead watcher's VIP vanished by itself"
+    );
+    w.start(lab, old);
+    let new = wait_holder_is_master(lab, Duration::from_secs(5));
+    assert_ne!(new, old);
+    lab.wait_ready();
+}
+
+/// (f) Restarting every Sentinel does not move the VIP; the watchers
+/// resubscribe, and a later failover still moves it.
+fn sentinel_restart_keeps_vip(lab: &mut Lab, _: &mut Watchers) {
+    let h = lab.master_node();
+    assert_eq!(lab.holders(), vec![h]);
+    let subs: Vec<usize> = NODES
+        .iter()
+        .map(|&n| log_count(lab, n, "subscribed"))
+        .collect();
+    lab.restart_sentinels();
+    let mut moved = false;
+    let resubscribed = lab::wait_until(Duration::from_secs(20), POLL, || {
+        moved |= lab.holders() != vec![h];
+        // Each watcher holds three subscriptions; all must come back.
+        NODES
+            .iter()
+            .all(|&n| log_count(lab, n, "subscribed") >= subs[n - 1] + 3)
+    });
+    assert!(!moved, "the VIP moved while Sentinels restarted");
+    assert!(
+        resubscribed,
+        "watchers did not resubscribe to all three Sentinels"
+    );
+    lab.wait_ready();
+    assert_eq!(
+        lab.holders(),
+        vec![h],
+        "holders after the Sentinels restarted"
+    );
+    lab.sentinel_failover();
+    let new = wait_vip_moves(lab, h, Duration::from_secs(15));
+    eprintln!("  f: failover after the restart moved the VIP n{h} -> n{new}");
+    lab.wait_ready();
+}
+
+/// (g) SIGTERM with the default policy keeps the VIP; after a SIGHUP reload
+/// with `on_exit = "release"`, SIGTERM drops it; a new watcher takes it back.
+fn sigterm_keeps_or_releases(lab: &mut Lab, w: &mut Watchers) {
+    let h = lab.master_node();
+    assert_eq!(lab.holders(), vec![h]);
+    let st = lab.stop_spawned(w.id(h), "TERM", Duration::from_secs(5));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "watcher exit on SIGTERM"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.holders(), vec![h], "on_exit = keep must keep the VIP");
+
+    // SIGHUP before the handler is installed would end the process: wait
+    // until the new watcher has subscribed.
+    let subs = log_count(lab, h, "subscribed");
+    w.start(lab, h);
+    let reloads = log_count(lab, h, "config reloaded");
+    let started = lab::wait_until(Duration::from_secs(5), POLL, || {
+        log_count(lab, h, "subscribed") > subs
+    });
+    assert!(started, "restarted watcher never subscribed");
+    lab.rewrite_config(h, "on_exit = \"release\"");
+    let pid = lab.spawned_pid(w.id(h)).expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let reloaded = lab::wait_until(Duration::from_secs(5), POLL, || {
+        log_count(lab, h, "config reloaded") > reloads
+    });
+    assert!(reloaded, "no reload logged after SIGHUP");
+    assert_eq!(lab.holders(), vec![h], "reload must not move the VIP");
+    let st = lab.stop_spawned(w.id(h), "TERM", Duration::from_secs(5));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "watcher exit on SIGTERM"
+    );
+    assert!(
+        lab.holders().is_empty(),
+        "on_exit = release must drop the VIP: holders {:?}",
+        lab.holders()
+    );
+
+    lab.rewrite_config(h, "");
+    w.start(lab, h);
+    assert_eq!(wait_holder_is_master(lab, Duration::from_secs(5)), h);
+}
