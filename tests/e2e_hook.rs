@@ -24,8 +24,6 @@ struct Shared {
     failover_b: Option<(String, String)>,
 }
 
-type Scenario = fn(&mut Lab, &mut Shared);
-
 #[test]
 fn hook_mode_end_to_end() {
     if !lab::e2e_enabled() {
@@ -43,7 +41,7 @@ fn hook_mode_end_to_end() {
         started.elapsed().as_secs_f64()
     );
 
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario<Shared>); 6] = [
         ("a-reconcile", reconcile_puts_vip_on_master),
         ("b-sentinel-failover", failover_moves_vip),
         ("c-master-killed", killed_master_moves_vip),

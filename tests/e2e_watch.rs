@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lab::check::*;
-use lab::{Lab, LabOptions, Privilege, SpawnId, NODES, VIP4, VIP4_CIDR};
+use lab::{Lab, LabOptions, RunAs, SpawnId, NODES, VIP4, VIP4_CIDR};
 
 /// The watcher running on each node (index n-1), if any.
 #[derive(Default)]
@@ -17,14 +17,12 @@ struct Watchers([Option<SpawnId>; 3]);
 
 impl Watchers {
     fn start(&mut self, lab: &mut Lab, n: usize) {
-        self.0[n - 1] = Some(lab.spawn_watcher(n, Privilege::LeastPrivilege));
+        self.0[n - 1] = Some(lab.spawn_watcher(n, RunAs::TwoCaps));
     }
     fn id(&self, n: usize) -> SpawnId {
         self.0[n - 1].expect("watcher started")
     }
 }
-
-type Scenario = fn(&mut Lab, &mut Watchers);
 
 #[test]
 fn watch_mode_end_to_end() {
@@ -43,7 +41,7 @@ fn watch_mode_end_to_end() {
         lab.prefix,
         started.elapsed().as_secs_f64()
     );
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario<Watchers>); 7] = [
         ("a-no-capabilities", without_capabilities_watch_refuses),
         ("b-start-places-vip", watchers_place_vip_on_master),
         ("c-master-killed", killed_master_moves_vip),
@@ -87,7 +85,7 @@ fn log_count(lab: &Lab, n: usize, what: &str) -> usize {
 /// what is missing, and touches nothing.
 fn without_capabilities_watch_refuses(lab: &mut Lab, _: &mut Watchers) {
     let before = lab.all_addrs();
-    let id = lab.spawn_watcher(1, Privilege::NoCaps);
+    let id = lab.spawn_watcher(1, RunAs::NoCaps);
     let st = lab
         .stop_spawned(id, "0", Duration::from_secs(10))
         .expect("watch without caps must exit by itself");

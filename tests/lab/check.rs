@@ -9,13 +9,16 @@ use super::{wait_until, Capture, Frame, FrameKind, Lab, VIP4};
 
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// One step of an end-to-end test, with state shared along the run.
+pub type Scenario<S> = fn(&mut Lab, &mut S);
+
 /// Runs each scenario in order on one lab (building a lab is the slow
 /// part), isolating failures with `catch_unwind` so every scenario reports;
 /// then drops the lab and fails listing what failed.
 pub fn run_scenarios<S>(
     mut lab: Lab,
     shared: &mut S,
-    scenarios: &[(&str, fn(&mut Lab, &mut S))],
+    scenarios: &[(&str, Scenario<S>)],
     started: Instant,
 ) {
     let mut failed = Vec::new();

@@ -150,9 +150,9 @@ pub struct SpawnId(usize);
 
 /// How [`Lab::spawn_watcher`] runs the watcher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Privilege {
+pub enum RunAs {
     Root,
-    LeastPrivilege,
+    TwoCaps,
     NoCaps,
 }
 
@@ -589,10 +589,10 @@ impl Lab {
     }
 
     /// Starts `sentinel-vip watch` on node `n`. With
-    /// [`Privilege::LeastPrivilege`] it runs as `nobody` holding exactly
+    /// [`RunAs::TwoCaps`] it runs as `nobody` holding exactly
     /// CAP_NET_ADMIN and CAP_NET_RAW (as the systemd unit runs it); with
-    /// [`Privilege::NoCaps`] as `nobody` with no capability at all.
-    pub fn spawn_watcher(&mut self, n: usize, how: Privilege) -> SpawnId {
+    /// [`RunAs::NoCaps`] as `nobody` with no capability at all.
+    pub fn spawn_watcher(&mut self, n: usize, how: RunAs) -> SpawnId {
         let d = self.node_dir(n);
         // The unprivileged watcher must append to its log and open the lock.
         for f in [self.sv_log_path(n), d.join("sentinel-vip.lock")] {
@@ -600,9 +600,9 @@ impl Lab {
             let _ = fs::set_permissions(&f, fs::Permissions::from_mode(0o666));
         }
         let caps = match how {
-            Privilege::Root => None,
-            Privilege::LeastPrivilege => Some("-all,+net_admin,+net_raw"),
-            Privilege::NoCaps => Some("-all"),
+            RunAs::Root => None,
+            RunAs::TwoCaps => Some("-all,+net_admin,+net_raw"),
+            RunAs::NoCaps => Some("-all"),
         };
         let mut args: Vec<String> = Vec::new();
         if let Some(c) = caps {
