@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod check;
+pub mod timeline;
 
 /// Name Sentinel monitors the master under.
 pub const MASTER_NAME: &str = "mymaster";
@@ -471,6 +472,8 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(f)
             .stderr(f2);
+        // Redis logs in local time; UTC makes its timestamps comparable.
+        c.env("TZ", "UTC");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -1420,7 +1423,10 @@ fn field<'a>(entry: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
     entry.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+// Harness-less targets (demo, bench) compile this module without its
+// #[test] functions.
 #[cfg(test)]
+#[allow(unused_imports)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,211 @@
+//! Timestamps from the world's side, for the demo and the benchmark: when
+//! Sentinel promoted a replica (its pub/sub event), when sentinel-vip
+//! changed an address (its log), when a client write first succeeded.
+//! All are CLOCK_REALTIME seconds, like tcpdump's `-tt`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{node_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
+
+/// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: f64) -> f64 {
+    (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60) as f64 + s
+}
+
+/// `2026-11-23T09:12:07.933759Z` (tracing's default timestamp) to epoch.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, dd) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, mi) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    Some(epoch(y, mo, dd, h, mi, t.next()?.parse().ok()?))
+}
+
+/// The timestamp that starts a sentinel-vip log line.
+pub fn log_line_time(line: &str) -> Option<f64> {
+    parse_rfc3339(line.split_whitespace().next()?)
+}
+
+/// First line of node `n`'s sentinel-vip log after `after` that contains
+/// every one of `words`, with its time.
+pub fn first_log(lab: &Lab, n: usize, words: &[&str], after: f64) -> Option<(f64, String)> {
+    let text = std::fs::read_to_string(lab.sv_log_path(n)).ok()?;
+    text.lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .filter_map(|l| Some((log_line_time(l)?, l.to_string())))
+        .find(|(t, _)| *t > after)
+}
+
+/// Subscribes to `+promoted-slave` on every Sentinel (from the client
+/// namespace) and stamps each event on arrival: Sentinel publishes it the
+/// instant it sees the replica report itself master.
+pub struct Promotions {
+    children: Vec<Child>,
+    seen: Arc<Mutex<Vec<(f64, String)>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Promotions {
+    pub fn start(lab: &Lab) -> Promotions {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut children = Vec::new();
+        let mut readers = Vec::new();
+        for n in NODES {
+            let mut c = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.ns_client(),
+                    "redis-cli",
+                    "-h",
+                    &node_ip(n),
+                    "-p",
+                ])
+                .arg(SENTINEL_PORT.to_string())
+                .args(["SUBSCRIBE", "+promoted-slave"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("redis-cli SUBSCRIBE");
+            let out = c.stdout.take().expect("piped");
+            let seen = seen.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut after_channel = false;
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let t = now_epoch();
+                    if after_channel && line.starts_with("slave ") {
+                        seen.lock().unwrap().push((t, line.clone()));
+                    }
+                    after_channel = line == "+promoted-slave";
+                }
+            }));
+            children.push(c);
+        }
+        // Give the subscriptions a moment to be registered.
+        std::thread::sleep(Duration::from_millis(300));
+        Promotions {
+            children,
+            seen,
+            readers,
+        }
+    }
+
+    /// The first promotion seen after `after`: (time, promoted replica's IP).
+    pub fn first_after(&self, after: f64) -> Option<(f64, String)> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(t, _)| *t > after)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(t, l)| (*t, l.split_whitespace().nth(2).unwrap_or("").to_string()))
+    }
+}
+
+impl Drop for Promotions {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Writes through the VIP from the client namespace in a loop and stamps
+/// each success: a replica answers READONLY and a dead master refuses, so
+/// an OK after the old master died is a write on the new master.
+pub struct Writer {
+    stop: Arc<Mutex<bool>>,
+    oks: Arc<Mutex<Vec<f64>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(lab: &Lab) -> Writer {
+        let stop = Arc::new(Mutex::new(false));
+        let oks = Arc::new(Mutex::new(Vec::new()));
+        let ns = lab.ns_client();
+        let (s, o) = (stop.clone(), oks.clone());
+        let handle = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !*s.lock().unwrap() {
+                i += 1;
+                // A short timeout: a connect that went to the old holder just
+                // before the move would otherwise hang for a SYN retransmit.
+                let out = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &ns,
+                        "timeout",
+                        "0.25",
+                        "redis-cli",
+                        "-h",
+                        VIP4,
+                        "SET",
+                        "timeline",
+                    ])
+                    .arg(i.to_string())
+                    .stdin(Stdio::null())
+                    .output();
+                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "OK") {
+                    o.lock().unwrap().push(now_epoch());
+                }
+            }
+        });
+        Writer {
+            stop,
+            oks,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn first_ok_after(&self, after: f64) -> Option<f64> {
+        self.oks
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t > after)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        *self.stop.lock().unwrap() = true;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1.5));
+        let t = super::parse_rfc3339("2026-11-23T09:12:07.933759Z").unwrap();
+        assert!((t - 1_795_425_127.933_759).abs() < 1e-6, "{t}");
+        assert_eq!(
+            super::log_line_time("2026-11-23T09:12:07Z  INFO hook"),
+            Some(1_795_425_127.0)
+        );
+    }
+}
