@@ -5,14 +5,14 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use pnet_datalink::MacAddr;
-use pnet_datalink::{Channel, Config, NetworkInterface};
+use pnet_base::MacAddr;
 use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, ArpOperations, MutableArpPacket};
-use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet_packet::icmpv6::ndp::{MutableNeighborAdvertPacket, NdpOptionTypes, NeighborAdvertFlags};
 use pnet_packet::icmpv6::{checksum as icmpv6_checksum, Icmpv6Packet, Icmpv6Types};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv6::MutableIpv6Packet;
+use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
 
 const ETH: usize = 14;
 const ARP: usize = 28;
@@ -112,45 +112,67 @@ pub fn unsolicited_na(mac: [u8; 6], ip: Ipv6Addr) -> Vec<u8> {
     buf
 }
 
-/// Sends one round on the interface. The AF_PACKET socket lives only for
-/// the round: it needs CAP_NET_RAW, and idle it would queue every frame.
-pub fn send_round(t: &Target) -> io::Result<()> {
-    let iface = NetworkInterface {
-        name: t.ifname.clone(),
-        description: String::new(),
-        index: t.ifindex,
-        mac: Some(MacAddr::from(t.mac)),
-        ips: Vec::new(),
-        flags: 0,
-    };
-    let cfg = Config {
-        promiscuous: false,
-        read_buffer_size: 64,
-        ..Config::default()
-    };
-    let mut tx = match pnet_datalink::channel(&iface, cfg) {
-        Ok(Channel::Ethernet(tx, _rx)) => tx,
-        Ok(_) => return Err(io::Error::other("unexpected channel type")),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(io::Error::new(
+/// An AF_PACKET socket for sending announcements on any interface.
+///
+/// Opened with protocol 0 and never bound, so the kernel delivers no frames
+/// to it: it can stay open for the life of the process at no cost. Keeping
+/// it open matters, because closing any AF_PACKET socket waits for an RCU
+/// grace period (milliseconds) in `packet_release`.
+pub struct Sender {
+    sock: Socket,
+}
+
+impl Sender {
+    /// Needs CAP_NET_RAW.
+    pub fn open() -> io::Result<Sender> {
+        match Socket::new(Domain::PACKET, Type::RAW, None) {
+            Ok(sock) => Ok(Sender { sock }),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(io::Error::new(
                 e.kind(),
                 "AF_PACKET socket: operation not permitted (needs CAP_NET_RAW)",
-            ))
+            )),
+            Err(e) => Err(e),
         }
-        Err(e) => return Err(e),
-    };
-    for f in round(t) {
-        tx.send_to(&f, None)
-            .unwrap_or_else(|| Err(io::Error::other("send_to gave no result")))?;
     }
-    Ok(())
+
+    /// Sends one round (see [`round`]) out of the target's interface.
+    pub fn send_round(&self, t: &Target) -> io::Result<()> {
+        for f in round(t) {
+            let eth = EthernetPacket::new(&f).expect("built above");
+            let to = link_addr(
+                t.ifindex,
+                eth.get_ethertype().0,
+                eth.get_destination().octets(),
+            );
+            self.sock.send_to(&f, &to)?;
+        }
+        Ok(())
+    }
+}
+
+/// `struct sockaddr_ll` naming the interface, EtherType and destination.
+fn link_addr(ifindex: u32, ethertype: u16, dst: [u8; 6]) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: sockaddr_ll is one of this platform's sockaddr types and fits
+    // in the storage; every field is plain data.
+    unsafe {
+        let ll = storage.view_as::<libc::sockaddr_ll>();
+        ll.sll_family = libc::AF_PACKET as u16;
+        ll.sll_protocol = ethertype.to_be();
+        ll.sll_ifindex = ifindex as i32;
+        ll.sll_halen = 6;
+        ll.sll_addr[..6].copy_from_slice(&dst);
+        SockAddr::new(
+            storage,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use pnet_packet::arp::ArpPacket;
-    use pnet_packet::ethernet::EthernetPacket;
     use pnet_packet::icmpv6::ndp::NeighborAdvertPacket;
     use pnet_packet::ipv6::Ipv6Packet;
     use pnet_packet::Packet;

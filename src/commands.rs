@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 use serde_json::json;
 use tracing::info;
 
-use crate::announce::{self, Target};
+use crate::announce::{Sender, Target};
 use crate::cli::{Cli, Command, VipCommand};
 use crate::config::{check_label, AnnounceConfig, Cidr, Config, DEFAULT_PATH};
 use crate::decide::{Action, Master, Presence};
@@ -111,6 +111,13 @@ async fn vip(cmd: VipCommand, cfg: Option<Config>) -> Result<()> {
                     a.ip, a.prefix, a.index
                 )));
             }
+            // Open the frame socket first: lacking CAP_NET_RAW must stop us
+            // before the address is added, not after.
+            let sender = if no_announce {
+                None
+            } else {
+                Some(Sender::open().map_err(|e| permanent(e.to_string()))?)
+            };
             let done = nl.add(vip, link.index, label.as_deref()).await?;
             println!(
                 "{vip} on {dev}: {}",
@@ -120,12 +127,13 @@ async fn vip(cmd: VipCommand, cfg: Option<Config>) -> Result<()> {
                     "already present"
                 }
             );
-            if !no_announce {
+            if let Some(sender) = sender {
                 let a = cfg.map(|c| c.announce).unwrap_or_default();
                 let mac = link
                     .mac
                     .ok_or_else(|| permanent(format!("{dev} has no Ethernet address")))?;
                 announce_rounds(
+                    &sender,
                     &Target {
                         ifindex: link.index,
                         ifname: dev,
@@ -216,12 +224,14 @@ async fn vip(cmd: VipCommand, cfg: Option<Config>) -> Result<()> {
     }
 }
 
-async fn announce_rounds(t: &Target, a: &AnnounceConfig) -> Result<()> {
+async fn announce_rounds(sender: &Sender, t: &Target, a: &AnnounceConfig) -> Result<()> {
     for i in 0..a.count {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
         }
-        announce::send_round(t).map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))?;
+        sender
+            .send_round(t)
+            .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))?;
     }
     Ok(())
 }
@@ -253,7 +263,9 @@ async fn announce_cmd(addr: &str, dev: &str, a: &AnnounceConfig) -> Result<()> {
     let mac = link
         .mac
         .ok_or_else(|| permanent(format!("{dev} has no Ethernet address")))?;
+    let sender = Sender::open().map_err(|e| permanent(e.to_string()))?;
     announce_rounds(
+        &sender,
         &Target {
             ifindex: link.index,
             ifname: dev.to_string(),

@@ -117,7 +117,7 @@ impl FromStr for Endpoint {
             }
             (h, p)
         };
-        let port = crate::hookargs::parse_port(port).map_err(|_| bad())?;
+        let port = crate::hookargs::parse_port(port).ok_or_else(bad)?;
         Ok(Endpoint {
             host: host.to_string(),
             port,

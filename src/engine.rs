@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use tracing::{info, warn};
 
-use crate::announce::{send_round, Target};
+use std::sync::OnceLock;
+
+use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
 use crate::decide::{decide, Action, Master, Presence, View};
 use crate::error::permanent;
@@ -98,6 +100,9 @@ pub struct Engine {
     pub cfg: Config,
     pub nl: Netlink,
     pub sentinels: Sentinels,
+    /// Opened on first use (it needs CAP_NET_RAW, `status` does not) and
+    /// kept: closing an AF_PACKET socket costs an RCU grace period.
+    packet: OnceLock<Sender>,
 }
 
 impl Engine {
@@ -107,7 +112,22 @@ impl Engine {
             nl: Netlink::connect()?,
             sentinels,
             cfg,
+            packet: OnceLock::new(),
         })
+    }
+
+    /// Sends one announcement round for `t`.
+    pub fn announce(&self, t: &Target) -> Result<()> {
+        let sender = match self.packet.get() {
+            Some(s) => s,
+            None => {
+                let s = Sender::open().map_err(|e| permanent(e.to_string()))?;
+                self.packet.get_or_init(|| s)
+            }
+        };
+        sender
+            .send_round(t)
+            .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))
     }
 
     /// Asks all Sentinels about `names` and turns each verdict into a
@@ -161,6 +181,19 @@ impl Engine {
             done: None,
             target: None,
         };
+        if !matches!(action, Action::Nothing | Action::Refuse(_)) {
+            // Fail before touching anything: adding a VIP we then cannot
+            // announce would leave clients pointing at the old holder.
+            let missing = crate::caps::missing();
+            if !missing.is_empty() {
+                return Err(permanent(format!(
+                    "{}: would {action:?} {} but lacks {}",
+                    vip.master,
+                    vip.address,
+                    missing.join(" and ")
+                )));
+            }
+        }
         match &action {
             Action::Refuse(why) => return Err(permanent(format!("{}: {why}", vip.master))),
             Action::Nothing => {}
@@ -187,8 +220,7 @@ impl Engine {
                 if announce == Announce::Always
                     || (announce == Announce::OnAcquire && action == Action::Acquire)
                 {
-                    send_round(&t)
-                        .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))?;
+                    self.announce(&t)?;
                 }
                 out.target = Some(t);
             }
@@ -222,7 +254,7 @@ impl Engine {
                     return;
                 }
             }
-            if let Err(e) = send_round(t) {
+            if let Err(e) = self.announce(t) {
                 warn!(vip = %t.ip, error = %e, "announce failed");
             }
         }

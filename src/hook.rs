@@ -36,36 +36,50 @@ pub async fn run(
         return Ok(());
     };
     let engine = Engine::new(cfg)?;
-    let _lock = lock::acquire(&engine.cfg.lock_path()).await?;
+    let lock = lock::acquire(&engine.cfg.lock_path()).await?;
     let waited = ms(t0);
 
-    let (said, master) = if engine.sentinels.is_empty() {
-        ("no sentinels configured".to_string(), None)
-    } else {
-        let (answers, mut m) = engine.masters(&[call.master.as_str()]).await;
-        let (v, master) = m.remove(&call.master).expect("asked for it");
-        let errors: Vec<String> = answers
-            .iter()
-            .filter_map(|a| {
-                a.reply
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("{}: {e}", a.sentinel))
-            })
-            .collect();
-        let said = match &v.master {
-            Some(r) => format!(
-                "{}:{} epoch {} ({}/{} answered)",
-                r.host, r.port, r.epoch, v.answered, v.total
-            ),
-            None => format!(
-                "nothing ({}/{} answered; {})",
-                v.answered,
-                v.total,
-                errors.join("; ")
-            ),
-        };
-        (said, matches!(master, Master::Known(_)).then_some(master))
+    // The question to the Sentinels and the netlink dump are independent
+    // (nothing else changes addresses while we hold the lock): overlap them.
+    let names = [call.master.as_str()];
+    let ask = async {
+        if engine.sentinels.is_empty() {
+            None
+        } else {
+            Some(engine.masters(&names).await)
+        }
+    };
+    let (asked, snap) = tokio::join!(ask, engine.nl.snapshot());
+    let snap = snap?;
+    let (said, master) = match asked {
+        None => ("no sentinels configured".to_string(), None),
+        Some((answers, mut m)) => {
+            let (v, master) = m.remove(&call.master).expect("asked for it");
+            let said = match &v.master {
+                Some(r) => format!(
+                    "{}:{} epoch {} ({}/{} answered)",
+                    r.host, r.port, r.epoch, v.answered, v.total
+                ),
+                None => {
+                    let errors: Vec<String> = answers
+                        .iter()
+                        .filter_map(|a| {
+                            a.reply
+                                .as_ref()
+                                .err()
+                                .map(|e| format!("{}: {e}", a.sentinel))
+                        })
+                        .collect();
+                    format!(
+                        "nothing ({}/{} answered; {})",
+                        v.answered,
+                        v.total,
+                        errors.join("; ")
+                    )
+                }
+            };
+            (said, matches!(master, Master::Known(_)).then_some(master))
+        }
     };
     let master = match master {
         Some(m) => m,
@@ -79,11 +93,12 @@ pub async fn run(
             )
         }
     };
-    let snap = engine.nl.snapshot().await?;
     let local = local_addrs(&snap, &engine.cfg);
     let out = engine
         .converge(&snap, &local, &vip, &master, Announce::Always)
         .await;
+    let elapsed = ms(t0);
+    drop(lock);
     let changed = match &out {
         Ok(o) => format!("{:?} {:?}", o.action, o.done),
         Err(e) => format!("error: {}", crate::error::one_line(e)),
@@ -91,12 +106,10 @@ pub async fn run(
     info!(
         master = %call.master, role, to = %format!("{}:{}", call.to.0, call.to.1),
         sentinel = %said, decided = ?master, result = %changed,
-        lock_wait_ms = waited, elapsed_ms = ms(t0),
+        lock_wait_ms = waited, elapsed_ms = elapsed,
         "hook"
     );
-    let out = out?;
-    drop(_lock);
-    if let Some(t) = out.target {
+    if let Some(t) = out?.target {
         engine
             .announce_repeats(&t, engine.cfg.announce.count.saturating_sub(1))
             .await;

@@ -106,7 +106,7 @@ pub fn parse(args: &[OsString]) -> Result<HookCall, String> {
             .ok_or_else(|| format!("{} `{}` is not an IP address or hostname", NAMES[i], s[i]))
     };
     let port = |i: usize| {
-        parse_port(s[i]).map_err(|_| format!("{} `{}` must be a port 1..=65535", NAMES[i], s[i]))
+        parse_port(s[i]).ok_or_else(|| format!("{} `{}` must be a port 1..=65535", NAMES[i], s[i]))
     };
     Ok(HookCall {
         master: s[0].to_string(),
@@ -117,18 +117,15 @@ pub fn parse(args: &[OsString]) -> Result<HookCall, String> {
 }
 
 /// Decimal 1..=65535 with no sign, space or leading zeros beyond one digit.
-pub fn parse_port(s: &str) -> Result<u16, ()> {
+pub fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty()
         || s.len() > 5
         || !s.bytes().all(|b| b.is_ascii_digit())
         || (s.len() > 1 && s.starts_with('0'))
     {
-        return Err(());
+        return None;
     }
-    match s.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(()),
-    }
+    s.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
 /// Sentinel master names are single tokens in sentinel.conf; a leading `-`
@@ -235,10 +232,10 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!(parse_port("1"), Ok(1));
-        assert_eq!(parse_port("65535"), Ok(65535));
+        assert_eq!(parse_port("1"), Some(1));
+        assert_eq!(parse_port("65535"), Some(65535));
         for bad in ["0", "65536", "-1", " 1", "1 ", "00", "99999999"] {
-            assert!(parse_port(bad).is_err(), "{bad}");
+            assert!(parse_port(bad).is_none(), "{bad}");
         }
     }
 }

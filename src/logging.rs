@@ -5,9 +5,10 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{fmt, Layer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
@@ -19,8 +20,13 @@ pub enum Format {
 /// Installs the subscriber once. A log file that cannot be opened is
 /// reported and skipped: losing the log must not fail a failover.
 pub fn init(format: Format, log_file: Option<&Path>) {
-    let filter =
-        || EnvFilter::try_from_env("SENTINEL_VIP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // A plain level, not EnvFilter: its directive parsing and per-callsite
+    // matching cost milliseconds, which the hook would spend on every failover.
+    let level = std::env::var("SENTINEL_VIP_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = || level;
     let layer = |json: bool| -> Box<dyn Layer<_> + Send + Sync> {
         let l = fmt::layer().with_target(false);
         if json {

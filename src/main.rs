@@ -1,13 +1,11 @@
 //! Thin entry point: parse, build the runtime, hand the command and a
 //! shutdown future to `commands::run`, map the result to an exit code.
 
-use clap::Parser;
-use sentinel_vip::cli::{normalize, Cli};
+use sentinel_vip::cli;
 use sentinel_vip::error::{exit_code, one_line};
 
 fn main() {
-    let argv = normalize(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match cli::parse(std::env::args_os().collect()) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and --version.

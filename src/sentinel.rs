@@ -269,7 +269,7 @@ pub fn parse_answer(
                     .and_then(|h| Host::parse(&h))
                     .ok_or("master address")?;
                 let port = text(&a[1])
-                    .and_then(|p| parse_port(&p).ok())
+                    .and_then(|p| parse_port(&p))
                     .ok_or("master port")?;
                 let epoch = *epochs
                     .get(*n)
@@ -300,7 +300,7 @@ pub fn parse_event(channel: &str, payload: &str) -> Result<MasterMoved, String> 
     let f: Vec<&str> = payload.split(' ').collect();
     let host =
         |s: &str| Host::parse(s).ok_or_else(|| format!("bad address `{}`", s.escape_debug()));
-    let port = |s: &str| parse_port(s).map_err(|_| format!("bad port `{}`", s.escape_debug()));
+    let port = |s: &str| parse_port(s).ok_or_else(|| format!("bad port `{}`", s.escape_debug()));
     let name = |s: &str| {
         if valid_master_name(s) {
             Ok(s.to_string())

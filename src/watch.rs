@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep, sleep_until, timeout, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::announce::{send_round, Target};
+use crate::announce::Target;
 use crate::config::{Config, Policy};
 use crate::decide::{Action, Master, Presence};
 use crate::engine::{local_addrs, ms, presence, Announce, Engine};
@@ -285,13 +285,14 @@ impl Watcher {
     fn announce_due(&mut self) {
         let now = Instant::now();
         let a = &self.engine.cfg.announce;
+        let engine = &self.engine;
         self.schedules.retain(|_, s| {
             if s.next > now {
                 return true;
             }
-            match send_round(&s.target) {
+            match engine.announce(&s.target) {
                 Ok(()) => s.rounds_left = s.rounds_left.saturating_sub(1),
-                Err(e) => warn!(vip = %s.target.ip, error = %e, "announce failed"),
+                Err(e) => warn!(vip = %s.target.ip, error = %one_line(&e), "announce failed"),
             }
             if s.rounds_left > 0 {
                 s.next = now + Duration::from_millis(a.interval_ms);

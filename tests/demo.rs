@@ -86,11 +86,11 @@ fn run(bin: &Path, mode: Mode) -> bool {
     });
     let wrote = moved
         && lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-            writer.first_ok_after(t0).is_some()
+            writer.first_ok_after(t0, new).is_some()
         });
     std::thread::sleep(Duration::from_millis(300));
     let frames = capture.stop();
-    let write = writer.first_ok_after(t0);
+    let write = writer.first_ok_after(t0, new);
     drop(writer);
     let Some(new) = new.filter(|_| moved) else {
         println!(

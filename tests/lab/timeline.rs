@@ -3,13 +3,13 @@
 //! changed an address (its log), when a client write first succeeded.
 //! All are CLOCK_REALTIME seconds, like tcpdump's `-tt`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{node_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
+use super::{node_ip, node_of_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -128,12 +128,15 @@ impl Drop for Promotions {
     }
 }
 
+/// Successful writes: when, and which node took them.
+type Stamps = Arc<Mutex<Vec<(f64, Option<usize>)>>>;
+
 /// Writes through the VIP from the client namespace in a loop and stamps
-/// each success: a replica answers READONLY and a dead master refuses, so
-/// an OK after the old master died is a write on the new master.
+/// each success with the node that took it (`CONFIG GET bind` on the same
+/// connection): a replica answers READONLY and a dead master refuses.
 pub struct Writer {
     stop: Arc<Mutex<bool>>,
-    oks: Arc<Mutex<Vec<f64>>>,
+    oks: Stamps,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -149,7 +152,7 @@ impl Writer {
                 i += 1;
                 // A short timeout: a connect that went to the old holder just
                 // before the move would otherwise hang for a SYN retransmit.
-                let out = Command::new("ip")
+                let child = Command::new("ip")
                     .args([
                         "netns",
                         "exec",
@@ -159,14 +162,26 @@ impl Writer {
                         "redis-cli",
                         "-h",
                         VIP4,
-                        "SET",
-                        "timeline",
                     ])
-                    .arg(i.to_string())
-                    .stdin(Stdio::null())
-                    .output();
-                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "OK") {
-                    o.lock().unwrap().push(now_epoch());
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let Ok(mut child) = child else { continue };
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = writeln!(stdin, "SET timeline {i}\nCONFIG GET bind");
+                }
+                let Ok(out) = child.wait_with_output() else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut lines = text.lines();
+                if lines.next() == Some("OK") {
+                    let node = lines
+                        .nth(1)
+                        .and_then(|l| l.split_whitespace().next())
+                        .and_then(node_of_ip);
+                    o.lock().unwrap().push((now_epoch(), node));
                 }
             }
         });
@@ -177,13 +192,13 @@ impl Writer {
         }
     }
 
-    pub fn first_ok_after(&self, after: f64) -> Option<f64> {
-        self.oks
-            .lock()
-            .unwrap()
-            .iter()
-            .copied()
-            .find(|t| *t > after)
+    /// The first write after `after` that succeeded on node `n` (any node
+    /// when `None`).
+    pub fn first_ok_after(&self, after: f64, n: Option<usize>) -> Option<f64> {
+        let oks = self.oks.lock().unwrap();
+        oks.iter()
+            .find(|(t, node)| *t > after && (n.is_none() || *node == n))
+            .map(|(t, _)| *t)
     }
 }
 
