@@ -18,14 +18,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# One debug build serves every test binary (cargo shares the binary).
+# One debug build of the binary serves every test target. Plain `cargo
+# test`: the demo and the benchmark are not tests and do not run here.
 test: deps lint
-	$(CARGO) test --all-targets -- --test-threads=1 --nocapture
+	$(CARGO) test -- --nocapture
 
 demo: deps
 	$(CARGO) test --release --test demo -- --nocapture
 
 bench: deps
+	@command -v arping >/dev/null || { apt-get install -y -qq iputils-arping >/dev/null; }
 	$(CARGO) bench --bench bench
 
 clean:

@@ -265,6 +265,11 @@ impl Watcher {
                                 );
                             }
                         }
+                        // Released, or held without a Sentinel majority
+                        // confirming it (decide says Nothing then): never
+                        // announce what a majority has not confirmed, or a
+                        // healed split brain's old holder would win back
+                        // the clients.
                         None => {
                             self.schedules.remove(&vip.address.ip);
                         }
