@@ -1,0 +1,324 @@
+//! End-to-end: sentinel-vip talks to a Sentinel that requires a password
+//! and TLS with client certificates (real redis-sentinel, certificates made
+//! by openssl for this run), in a network namespace of its own.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const IP: &str = "192.0.2.11";
+const VIP: &str = "192.0.2.100";
+
+/// The namespace, processes and files of this test; removed on drop, also
+/// when the test panics.
+struct Host {
+    ns: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        if std::thread::panicking() {
+            for f in ["sentinel.log", "sv.log"] {
+                eprintln!(
+                    "--- {f}\n{}",
+                    fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+                );
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn ok(args: &[&str]) {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Host {
+    fn new() -> Host {
+        for tool in [
+            "ip",
+            "redis-server",
+            "redis-sentinel",
+            "redis-cli",
+            "openssl",
+        ] {
+            assert!(
+                run(&["sh", "-c", &format!("command -v {tool}")])
+                    .status
+                    .success(),
+                "e2e_auth_tls needs `{tool}` (scripts/deps.sh installs it)"
+            );
+        }
+        let tag = format!("svt{}", std::process::id() % 100_000);
+        let dir = std::env::temp_dir().join(format!("sentinel-vip-{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let h = Host {
+            ns: tag,
+            dir,
+            children: Vec::new(),
+        };
+        ok(&["ip", "netns", "add", &h.ns]);
+        for cmd in [
+            vec!["link", "set", "lo", "up"],
+            // A veth pair with both ends here: this kernel has no dummy
+            // driver, and nothing must leave the namespace.
+            vec![
+                "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+            ],
+            vec!["addr", "add", "192.0.2.11/24", "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "eth1", "up"],
+        ] {
+            ok(&[&["ip", "-n", &h.ns][..], &cmd].concat());
+        }
+        h
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+
+    fn spawn(&mut self, args: &[&str]) {
+        let out = fs::File::create(self.dir.join("spawn.out")).unwrap();
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        self.children.push(c);
+    }
+
+    /// A CA, a server certificate for the Sentinel's IP, a client certificate.
+    fn certificates(&self) {
+        let d = |f: &str| self.path(f);
+        ok(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &d("ca.key"),
+            "-out",
+            &d("ca.crt"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lab-ca",
+        ]);
+        // Both v3 (with extensions): webpki refuses v1 certificates.
+        fs::write(
+            self.dir.join("server.ext"),
+            format!("subjectAltName=IP:{IP}\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+        fs::write(self.dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for name in ["server", "client"] {
+            ok(&[
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &d(&format!("{name}.key")),
+                "-out",
+                &d(&format!("{name}.csr")),
+                "-subj",
+                &format!("/CN={name}"),
+            ]);
+            let mut a = vec!["openssl", "x509", "-req", "-in"];
+            let (csr, crt, ca, cakey, e) = (
+                d(&format!("{name}.csr")),
+                d(&format!("{name}.crt")),
+                d("ca.crt"),
+                d("ca.key"),
+                d(&format!("{name}.ext")),
+            );
+            a.extend([
+                csr.as_str(),
+                "-CA",
+                &ca,
+                "-CAkey",
+                &cakey,
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+            ]);
+            a.extend(["-extfile", &e]);
+            ok(&a);
+        }
+    }
+
+    fn sv(&self, config: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "timeout",
+                "20",
+                env!("CARGO_BIN_EXE_sentinel-vip"),
+            ])
+            .args(args)
+            .env("SENTINEL_VIP_CONFIG", self.path(config))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn vip_held(&self) -> bool {
+        String::from_utf8_lossy(
+            &run(&["ip", "-n", &self.ns, "-o", "addr", "show", "dev", "eth0"]).stdout,
+        )
+        .contains(&format!("{VIP}/24"))
+    }
+}
+
+fn config(h: &Host, password: &str, tls: bool) -> String {
+    let mut c = format!(
+        "sentinels = [\"{IP}:26379\"]\nsentinel_password = \"{password}\"\nlog_file = \"{}\"\nlock_file = \"{}\"\n",
+        h.path("sv.log"),
+        h.path("sv.lock")
+    );
+    if tls {
+        c += &format!(
+            "[sentinel_tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            h.path("ca.crt"),
+            h.path("client.crt"),
+            h.path("client.key")
+        );
+    }
+    c + &format!("[[vip]]\nmaster = \"mymaster\"\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\n")
+}
+
+#[test]
+fn sentinel_with_password_and_tls() {
+    if std::env::var("SENTINEL_VIP_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("e2e_auth_tls: skipped by SENTINEL_VIP_SKIP_E2E=1");
+        return;
+    }
+    assert!(Path::new("/proc/self/ns/net").exists());
+    assert_eq!(
+        run(&["id", "-u"]).stdout,
+        b"0\n",
+        "e2e_auth_tls needs root for network namespaces (or SENTINEL_VIP_SKIP_E2E=1)"
+    );
+    let mut h = Host::new();
+    h.certificates();
+    let redis_dir = h.path("");
+    h.spawn(&[
+        "redis-server",
+        "--port",
+        "6379",
+        "--bind",
+        IP,
+        "--save",
+        "",
+        "--dir",
+        &redis_dir,
+        "--logfile",
+        &h.path("redis.log"),
+    ]);
+    let sconf = format!(
+        "port 0\ntls-port 26379\nbind {IP}\ndir {}\nlogfile {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\nrequirepass s3cret\nsentinel monitor mymaster {IP} 6379 1\n",
+        h.path(""),
+        h.path("sentinel.log"),
+        h.path("server.crt"),
+        h.path("server.key"),
+        h.path("ca.crt")
+    );
+    fs::write(h.dir.join("sentinel.conf"), sconf).unwrap();
+    let sc = h.path("sentinel.conf");
+    h.spawn(&["redis-sentinel", &sc]);
+    for (name, pw, tls) in [
+        ("good.toml", "s3cret", true),
+        ("badpw.toml", "wrong", true),
+        ("plain.toml", "s3cret", false),
+    ] {
+        fs::write(h.dir.join(name), config(&h, pw, tls)).unwrap();
+    }
+    // Wait until the Sentinel answers over TLS with the password.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = h.sv("good.toml", &["status", "--json"]);
+        if String::from_utf8_lossy(&o.stdout).contains("\"reachable\": true") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sentinel never answered over TLS: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Wrong password or no TLS: the Sentinel does not answer, so nothing is
+    // known and nothing changes (exit 1: a retry may succeed).
+    for bad in ["badpw.toml", "plain.toml"] {
+        let o = h.sv(bad, &["reconcile"]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{bad}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!h.vip_held(), "{bad} must not place the VIP");
+    }
+    let o = h.sv("badpw.toml", &["check"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout).to_lowercase();
+    assert!(
+        out.contains("fail") && (out.contains("auth") || out.contains("password")),
+        "check must say why: {out}"
+    );
+
+    // The right password over TLS: the master (this host) takes the VIP and
+    // status agrees.
+    let o = h.sv("good.toml", &["reconcile"]);
+    assert!(
+        o.status.success(),
+        "reconcile: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(h.vip_held(), "VIP not placed");
+    let o = h.sv("good.toml", &["status", "--json"]);
+    assert!(
+        o.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json");
+    assert_eq!(v[0]["sentinel_master"], format!("{IP}:6379"));
+    assert_eq!(v[0]["vip_held"], true);
+    assert_eq!(v[0]["agree"], true);
+}
