@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test unit e2e lint demo bench clean
+.PHONY: all build deps test lint fuzz demo bench clean
 
 all: build
 
@@ -22,6 +22,11 @@ lint:
 # test`: the demo and the benchmark are not tests and do not run here.
 test: deps lint
 	$(CARGO) test -- --nocapture
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh
+
+# Fuzz the hook-argument, config and pub/sub parsers, FUZZ_SECONDS each.
+fuzz:
+	scripts/fuzz.sh
 
 demo: deps
 	$(CARGO) test --release --test demo -- --nocapture
