@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build deps test lint fuzz demo bench clean
+.PHONY: all build deps test lint fuzz chaos demo bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ lint:
 test: deps lint
 	$(CARGO) test -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh
+
+# Fault injection in the lab (prints a table of measured windows), then fuzzing.
+chaos: deps
+	$(CARGO) test --test chaos -- --nocapture
+	scripts/fuzz.sh
 
 # Fuzz the hook-argument, config and pub/sub parsers, FUZZ_SECONDS each.
 fuzz:

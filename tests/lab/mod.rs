@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod check;
+pub mod monitor;
 pub mod timeline;
 
 /// Name Sentinel monitors the master under.
@@ -662,6 +663,38 @@ impl Lab {
         for n in NODES {
             self.start_sentinel(n);
         }
+    }
+
+    /// Kills node `n`'s Sentinel (SIGKILL) and leaves it down.
+    pub fn kill_sentinel(&mut self, n: usize) {
+        check_node(n);
+        if let Some(mut c) = self.sentinels[n - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts node `n`'s Sentinel alone (kill if running, then start it
+    /// again with the config file Sentinel itself rewrote).
+    pub fn restart_sentinel(&mut self, n: usize) {
+        self.kill_sentinel(n);
+        self.start_sentinel(n);
+    }
+
+    /// Whether node `n`'s Sentinel child is still running.
+    pub fn sentinel_running(&mut self, n: usize) -> bool {
+        check_node(n);
+        match self.sentinels[n - 1].as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The pid of node `n`'s redis-server while the lab has one (to signal
+    /// it directly, e.g. SIGSTOP).
+    pub fn redis_pid(&self, n: usize) -> Option<u32> {
+        check_node(n);
+        self.redis[n - 1].as_ref().map(|c| c.id())
     }
 
     /// Sends `signal` (a name such as "TERM") to a spawned process and waits
