@@ -1,8 +1,9 @@
 //! Fault injection ("chaos") for sentinel-vip, on real redis-server,
 //! redis-sentinel and sentinel-vip in the namespace lab (tests/lab): the
 //! master killed, paused or cut off; Sentinels restarted; watchers blinded
-//! during a failover or killed at random; twenty failovers in a row; hook
-//! storms; interface churn; bad input; missing privileges.
+//! during a failover or killed at random; twenty failovers in a row (hook
+//! mode, and watch mode driven by events alone); hook storms; interface
+//! churn; bad input; missing privileges.
 //!
 //! Every case asserts behaviour (kernel addresses, the client's neighbour
 //! table, captured frames, writes through the VIP). While a fault plays
@@ -92,8 +93,10 @@ struct World {
     /// The watcher running on each node (index n-1).
     watchers: [Option<SpawnId>; 3],
     rng: Rng,
-    /// The top-level TOML the node configs currently carry.
+    /// The top-level TOML the node configs currently carry, and the lab's
+    /// own (restored by recover()).
     toml_top: String,
+    default_top: String,
 }
 
 impl World {
@@ -150,6 +153,10 @@ fn plans() -> Vec<Plan> {
                 ("1b master SHUTDOWN NOSAVE (watch)", master_shut_down),
                 ("2  master paused > down-after (watch)", long_pause),
                 ("6  watchers blind during a failover", blind_watchers),
+                (
+                    "7w 20 failovers, events only (watch)",
+                    failover_series_watch,
+                ),
                 ("10 watchers SIGKILLed x20 in failovers", killed_watchers),
             ],
         },
@@ -242,6 +249,7 @@ fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<Outcome> {
         watchers: [None; 3],
         rng: Rng::new(seed ^ plan.name.len() as u64),
         toml_top: plan.opts.toml_top.clone(),
+        default_top: plan.opts.toml_top.clone(),
     };
     let t = Instant::now();
     let built = catch_unwind(AssertUnwindSafe(|| {
@@ -1002,6 +1010,148 @@ fn hook_storm(lab: &mut Lab, w: &mut World, row: &mut Row) {
         bad.join("; ")
     );
     assert_settled(&trace, &win, fin);
+}
+
+/// (7, watch mode) 20 failovers in a row, each waited for, with the
+/// watchers' timer pass slowed to once a minute: moves must come from
+/// Sentinel's events, as README describes (the timer is the fallback).
+/// With 3 nodes the master keeps returning to nodes it left seconds
+/// before: events that look alike, yet are new. The VIP must follow every
+/// failover within 10 s. On the way: a SIGHUP reload must apply the new
+/// interval.
+fn failover_series_watch(lab: &mut Lab, w: &mut World, row: &mut Row) {
+    const FAILOVERS: usize = 20;
+    const SLOW: &str = "reconcile_interval_ms = 60000";
+    let default = w.default_top.clone();
+    let slow = format!("{default}\n{SLOW}\n");
+    prepare(lab);
+    let mut problems = Vec::new();
+    set_config(lab, w, &slow);
+    let idle = quiet_query_idle(lab);
+    if idle < 3 {
+        problems.push(format!(
+            "after a SIGHUP reload with `{SLOW}` the watchers still ask Sentinel every second (a query connection idle only {idle} s after 5 s without events)"
+        ));
+    }
+    // Restarted, they certainly run with the slow timer.
+    restart_watchers(lab, w);
+    let idle = quiet_query_idle(lab);
+    assert!(
+        idle >= 3,
+        "watchers restarted with `{SLOW}` still ask every second (idle {idle} s): the case cannot judge events"
+    );
+    let t = Instant::now();
+    let mon = Monitor::start(lab);
+    let mut starts = Vec::new();
+    let mut olds = Vec::new();
+    let mut late = Vec::new();
+    for i in 0..FAILOVERS {
+        let old = start_failover(lab, 1 + i % 3, Duration::from_secs(60));
+        olds.push(old);
+        starts.push(mon.now());
+        let new = wait_new_master(lab, old, Duration::from_secs(30));
+        let followed = wait_until(Duration::from_secs(10), POLL, || lab.holders() == vec![new]);
+        eprintln!(
+            "  failover {}/{FAILOVERS}: n{old} -> n{new} at {:.1} s; VIP {}",
+            i + 1,
+            t.elapsed().as_secs_f64(),
+            if followed {
+                "followed".to_string()
+            } else {
+                format!("did NOT follow within 10 s (holders {:?})", lab.holders())
+            }
+        );
+        if !followed {
+            late.push(format!("{} (n{old} -> n{new})", i + 1));
+            // A reload runs a pass: the next failover starts from a
+            // placed VIP.
+            for n in NODES {
+                signal(w.watcher_pid(lab, n), "HUP");
+            }
+            let _ = wait_until(Duration::from_secs(10), POLL, || lab.holders() == vec![new]);
+        }
+    }
+    let fin = rejoin_all(lab);
+    let trace = mon.stop();
+    set_config_restart(lab, w, &default);
+    let per: Vec<Windows> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| {
+            let (to, rightful) = starts
+                .get(i + 1)
+                .map_or((trace.end, fin), |&t| (t, olds[i + 1]));
+            trace.slice(from, to).windows(rightful)
+        })
+        .collect();
+    row.windows = Some(Windows::worst(&per));
+    row.note = format!(
+        "{FAILOVERS} failovers in {:.0} s with {SLOW} (worst shown); {} not followed",
+        t.elapsed().as_secs_f64(),
+        late.len()
+    );
+    if !late.is_empty() {
+        problems.push(format!(
+            "the VIP did not follow {} of {FAILOVERS} failovers within 10 s, failovers {}: the watchers let Sentinel's events pass",
+            late.len(),
+            late.join(", ")
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s): {}",
+        problems.len(),
+        problems.join("; ")
+    );
+}
+
+/// Waits 5 s without events and returns how long, in seconds, the most
+/// recently used watcher query connection to any Sentinel has been idle
+/// (`CLIENT LIST`: the watchers' pipeline ends with
+/// GET-MASTER-ADDR-BY-NAME; the lab's own questions use connections
+/// that are closed by then). A timer pass asks every Sentinel.
+fn quiet_query_idle(lab: &Lab) -> u64 {
+    std::thread::sleep(Duration::from_secs(5));
+    NODES
+        .iter()
+        .flat_map(|&n| {
+            let (list, _) = lab.sentinel_cli(n, &["CLIENT", "LIST"]);
+            list.lines()
+                .filter(|l| l.contains("cmd=sentinel|get-master-addr-by-name"))
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .find_map(|f| f.strip_prefix("idle="))
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .collect::<Vec<_>>()
+        })
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// Stops every watcher with SIGTERM (on_exit = keep: the VIP stays) and
+/// starts it again, so that the config on disk applies in full.
+fn restart_watchers(lab: &mut Lab, w: &mut World) {
+    for n in NODES {
+        if let Some(id) = w.watchers[n - 1].take() {
+            lab.stop_spawned(id, "TERM", Duration::from_secs(5));
+        }
+        w.start_watcher(lab, n);
+    }
+    wait_one_holder(lab, Duration::from_secs(10));
+}
+
+/// Like [`set_config`], but restarting the watchers instead of reloading:
+/// a reload leaves `reconcile_interval_ms` as it was (see case 7w).
+fn set_config_restart(lab: &mut Lab, w: &mut World, top: &str) {
+    if w.toml_top == top {
+        return;
+    }
+    for n in NODES {
+        lab.rewrite_config(n, top);
+    }
+    restart_watchers(lab, w);
+    w.toml_top = top.to_string();
 }
 
 /// (7) 20 failovers in a row (each waited for), with the hook as
@@ -1885,6 +2035,10 @@ fn recover(lab: &mut Lab, w: &mut World) {
     });
     assert!(answer, "Sentinels do not agree on a master");
     set_down_after(lab, DOWN_AFTER_MS);
+    if w.watch && w.toml_top != w.default_top {
+        let top = w.default_top.clone();
+        set_config_restart(lab, w, &top);
+    }
     for n in NODES {
         if !w.watch {
             // In the hook lab, only a failover would place the VIP otherwise.
