@@ -1,6 +1,7 @@
 //! Log set-up: stderr always, plus the configured `log_file`, because
 //! Sentinel throws a script's output away. Text or JSON lines.
 
+use std::io::IsTerminal;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,7 +29,11 @@ pub fn init(format: Format, log_file: Option<&Path>) {
         .unwrap_or(LevelFilter::INFO);
     let filter = || level;
     let layer = |json: bool| -> Box<dyn Layer<_> + Send + Sync> {
-        let l = fmt::layer().with_target(false);
+        // Colour only for a person at a terminal: journald, files and
+        // pipes get plain text.
+        let l = fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal());
         if json {
             l.json().with_writer(std::io::stderr).boxed()
         } else {

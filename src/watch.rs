@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::Value;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
@@ -55,7 +55,14 @@ struct Watcher {
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
     last_majority: HashMap<String, Instant>,
     schedules: HashMap<IpAddr, Schedule>,
-    recent: HashMap<(String, String), Instant>,
+    /// When the latest pass began asking the Sentinels. A Sentinel
+    /// publishes an event only after its own state changed, so any event
+    /// received before this instant is already reflected in that pass's
+    /// answers: such events are repeats, whatever they say. (Keying
+    /// repeats on the event's content instead would drop a genuine later
+    /// failover back to the same node, and let a forged event mask a
+    /// real one.)
+    asked_at: Option<Instant>,
 }
 
 pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -74,7 +81,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         subscribers: Vec::new(),
         last_majority: HashMap::new(),
         schedules: HashMap::new(),
-        recent: HashMap::new(),
+        asked_at: None,
     };
     let kernel = {
         let mut events = netlink::monitor()?;
@@ -98,9 +105,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     );
     w.spawn_subscribers();
     w.pass("start", None, true).await;
-    let mut tick = interval(Duration::from_millis(w.engine.cfg.reconcile_interval_ms));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick.reset();
+    let mut tick = w.ticker();
     loop {
         let due = w.schedules.values().map(|s| s.next).min();
         let announce_due = sleep_until(
@@ -119,7 +124,10 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
             }
             _ = tick.tick() => w.pass("timer", None, false).await,
             _ = announce_due => w.announce_due(),
-            _ = hup.recv() => w.reload().await,
+            _ = hup.recv() => {
+                w.reload().await;
+                tick = w.ticker();
+            }
             _ = term.recv() => break,
             _ = &mut shutdown => break,
         }
@@ -132,6 +140,14 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
 }
 
 impl Watcher {
+    /// The timer pass, at the configured interval (rebuilt on reload).
+    fn ticker(&self) -> tokio::time::Interval {
+        let mut tick = interval(Duration::from_millis(self.engine.cfg.reconcile_interval_ms));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick.reset();
+        tick
+    }
+
     fn spawn_subscribers(&mut self) {
         for (h, _) in self.subscribers.drain(..) {
             h.abort();
@@ -154,8 +170,6 @@ impl Watcher {
         let mut run = None;
         let mut announce_held = false;
         let now = Instant::now();
-        self.recent
-            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
         for t in triggers {
             match t {
                 Trigger::Sentinel { from, ev, at } => {
@@ -163,12 +177,10 @@ impl Watcher {
                         info!(sentinel = %from, master = %ev.master, "event for a master not configured here; ignored");
                         continue;
                     }
-                    let key = (ev.master.clone(), format!("{}:{}", ev.to.0, ev.to.1));
-                    if self.recent.contains_key(&key) {
-                        debug!(sentinel = %from, master = %ev.master, "repeat of an event already handled");
+                    if self.asked_at.is_some_and(|asked| at < asked) {
+                        debug!(sentinel = %from, master = %ev.master, "event already seen by a later pass");
                         continue;
                     }
-                    self.recent.insert(key, at);
                     run = Some(run.map_or(at, |r: Instant| r.min(at)));
                 }
                 Trigger::Subscribed(ep) => {
@@ -206,6 +218,7 @@ impl Watcher {
         };
         let cfg = &self.engine.cfg;
         let names: Vec<&str> = cfg.vip.iter().map(|v| v.master.as_str()).collect();
+        self.asked_at = Some(Instant::now());
         let (answers, masters) = self.engine.masters(&names).await;
         for (a, (_, reset)) in answers.iter().zip(&self.subscribers) {
             if a.reply.is_err() {
@@ -347,6 +360,10 @@ impl Watcher {
     }
 }
 
+/// How long a subscription must last before a reconnect starts again
+/// from the shortest backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
 /// Holds one pub/sub subscription to one Sentinel, reconnecting with
 /// backoff; pings it so that a silently dead peer is noticed.
 async fn subscribe(
@@ -365,7 +382,10 @@ async fn subscribe(
         };
         match timeout(t * 3, conn).await {
             Ok(Ok((mut sink, mut stream))) => {
-                backoff = Duration::from_millis(100);
+                let up = Instant::now();
+                // A reset asked for before this connection existed is
+                // about the old one.
+                let _ = reset.notified().now_or_never();
                 info!(sentinel = %ep, "subscribed");
                 if tx.send(Trigger::Subscribed(ep.clone())).await.is_err() {
                     return;
@@ -399,6 +419,13 @@ async fn subscribe(
                     }
                 }
                 warn!(sentinel = %ep, "subscription lost; reconnecting");
+                // Only a subscription that lasted earns a quick reconnect:
+                // an endpoint that accepts SUBSCRIBE but fails every
+                // question (a data Redis listed by mistake) would
+                // otherwise be hammered ten times a second.
+                if up.elapsed() >= STABLE {
+                    backoff = Duration::from_millis(100);
+                }
             }
             Ok(Err(e)) => debug!(sentinel = %ep, error = %e, "subscribe failed"),
             Err(_) => debug!(sentinel = %ep, "subscribe timed out"),
