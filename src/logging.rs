@@ -1,8 +1,8 @@
 //! Log set-up: stderr always, plus the configured `log_file`, because
 //! Sentinel throws a script's output away. Text or JSON lines.
 
-use std::io::IsTerminal;
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 

@@ -28,6 +28,10 @@ pub struct Report {
 pub struct Answer {
     pub sentinel: String,
     pub reply: Result<HashMap<String, Option<Report>>, String>,
+    /// The failure was the connection's (refused, dropped, timed out), not
+    /// a wrong answer over a working one: only then is this Sentinel's
+    /// pub/sub subscription suspect too.
+    pub unreachable: bool,
 }
 
 /// What the answers say about one master.
@@ -117,21 +121,29 @@ impl Sentinels {
     /// already knows the new master, so the first answers are not enough.
     pub async fn ask(&self, names: &[&str]) -> Vec<Answer> {
         let asks = self.all.iter().map(|o| async move {
-            let reply =
+            let (reply, unreachable) =
                 match tokio::time::timeout(self.timeout, ask_one(o, names, self.timeout)).await {
-                    Ok(Ok(r)) => Ok(r),
+                    Ok(Ok(r)) => (Ok(r), false),
                     Ok(Err(e)) => {
                         *o.conn.lock().expect("lock") = None;
-                        Err(e.to_string())
+                        let link = e.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+                            r.is_io_error()
+                                || r.is_connection_dropped()
+                                || r.is_connection_refusal()
+                                || r.is_timeout()
+                        });
+                        (Err(e.to_string()), link)
                     }
                     Err(_) => {
                         *o.conn.lock().expect("lock") = None;
-                        Err(format!("no answer within {} ms", self.timeout.as_millis()))
+                        let e = format!("no answer within {} ms", self.timeout.as_millis());
+                        (Err(e), true)
                     }
                 };
             Answer {
                 sentinel: o.endpoint.to_string(),
                 reply,
+                unreachable,
             }
         });
         futures::future::join_all(asks).await
@@ -354,6 +366,7 @@ mod tests {
         Answer {
             sentinel: "s".into(),
             reply: Ok([(name.to_string(), r)].into()),
+            unreachable: false,
         }
     }
 
@@ -365,6 +378,7 @@ mod tests {
             Answer {
                 sentinel: "down".into(),
                 reply: Err("refused".into()),
+                unreachable: true,
             },
         ];
         let v = verdict(&a, "m");

@@ -221,8 +221,10 @@ impl Watcher {
         self.asked_at = Some(Instant::now());
         let (answers, masters) = self.engine.masters(&names).await;
         for (a, (_, reset)) in answers.iter().zip(&self.subscribers) {
-            if a.reply.is_err() {
-                // The query failed, so the subscription is suspect too.
+            if a.unreachable {
+                // The connection failed, so the subscription is suspect
+                // too. (A wrong answer over a working connection, as from
+                // a data Redis listed by mistake, says nothing about it.)
                 reset.notify_one();
             }
         }
