@@ -1338,8 +1338,12 @@ fn cut_off(lab: &mut Lab, w: &mut World, row: &mut Row, release: bool) {
         lab.mac(new)
     );
     // The old holder must not win the VIP or the client back.
+    // The slice opens with the last sample taken before settling (t = 0),
+    // which may predate what the lab saw settle: judge only what follows.
     let after_heal = trace.slice(settled_at, observed);
-    let lost = after_heal.violations(0.0, |s| s.holders == [new] && s.neigh_node() == Some(new));
+    let lost = after_heal.violations(f64::MIN_POSITIVE, |s| {
+        s.holders == [new] && s.neigh_node() == Some(new)
+    });
     assert!(
         lost.is_empty(),
         "after settling at {settled_at:.2} s, the VIP or the client's entry left n{new}: {:?}",
