@@ -55,10 +55,12 @@ struct Watcher {
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
     last_majority: HashMap<String, Instant>,
     schedules: HashMap<IpAddr, Schedule>,
-    /// When the latest pass began asking the Sentinels. A Sentinel
-    /// publishes an event only after its own state changed, so any event
-    /// received before this instant is already reflected in that pass's
-    /// answers: such events are repeats, whatever they say. (Keying
+    /// When the latest pass began asking the Sentinels. Sentinel is
+    /// single-threaded and flushes a published event only after the state
+    /// change that emitted it (sentinel.c publishes +switch-master, then
+    /// changes the address, in one call), so any event received before
+    /// this instant is already reflected in that pass's answers: such
+    /// events are repeats, whatever they say. (Keying
     /// repeats on the event's content instead would drop a genuine later
     /// failover back to the same node, and let a forged event mask a
     /// real one.)
