@@ -179,7 +179,14 @@ fn killed_master_moves_vip(lab: &mut Lab, _: &mut Shared) {
     if let Err(p) = checks {
         std::panic::resume_unwind(p);
     }
-    assert_eq!(lab.holders(), vec![new], "holders after n{old} came back");
+    let m = expect_vip_on_master(
+        lab,
+        Duration::from_secs(10),
+        "after the old master came back",
+    );
+    if m != new {
+        eprintln!("  c: Sentinel failed over again on its own (n{new} -> n{m}); the VIP followed");
+    }
 }
 
 /// (d) Replaying b's (now stale) hook call on every node changes nothing:

@@ -142,11 +142,14 @@ fn killed_master_moves_vip(lab: &mut Lab, _: &mut Watchers) {
         .unwrap_or_else(|e| panic!("write after failover: {e}"));
     lab.restart_redis(old);
     lab.wait_ready();
-    assert_eq!(
-        lab.holders(),
-        vec![new],
-        "holders after the old master rejoined"
+    let m = expect_vip_on_master(
+        lab,
+        Duration::from_secs(10),
+        "after the old master rejoined",
     );
+    if m != new {
+        eprintln!("  c: Sentinel failed over again on its own (n{new} -> n{m}); the VIP followed");
+    }
 }
 
 /// (d) The VIP deleted by hand on the holder comes back within a second,
