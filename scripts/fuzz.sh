@@ -14,10 +14,18 @@ else
   export RUSTC_BOOTSTRAP=1
   run=(cargo fuzz run --sanitizer none)
 fi
+mkdir -p artifacts
 for t in hook_args config pubsub; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${secs}s"
-  "${run[@]}" "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
-  test "${PIPESTATUS[0]}" -eq 0
+  log="artifacts/$t.log"
+  # Quiet on success; on a finding, the crash report and the reproducer
+  # path, which sit well above the last lines of libFuzzer's output.
+  if ! "${run[@]}" "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzz: $t found a problem; full output in fuzz/$log" >&2
+    exit 1
+  fi
+  grep -E '^Done [0-9]+ runs' "$log" || tail -n 1 "$log"
 done
 echo "fuzz: all targets ran ${secs}s without a finding"
