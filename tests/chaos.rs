@@ -175,6 +175,7 @@ fn plans() -> Vec<Plan> {
                 ("1d master SHUTDOWN NOSAVE (hook)", master_shut_down),
                 ("2h master paused > down-after (hook)", long_pause),
                 ("7  20 failovers, stale replay (hook)", failover_series),
+                ("4h master cut off (hook)", cut_off_hook),
             ],
         },
         Plan {
@@ -1254,6 +1255,14 @@ fn cut_off_release(lab: &mut Lab, w: &mut World, row: &mut Row) {
 }
 
 fn cut_off_keep(lab: &mut Lab, w: &mut World, row: &mut Row) {
+    cut_off(lab, w, row, false);
+}
+
+/// Hook mode has no release on Sentinel loss: nothing runs on the cut-off
+/// host, so it holds the VIP, unheard, like `keep`. At the heal its own
+/// Sentinel learns the new config from a hello and runs the hook as
+/// observer, which asks the Sentinels and releases.
+fn cut_off_hook(lab: &mut Lab, w: &mut World, row: &mut Row) {
     cut_off(lab, w, row, false);
 }
 
