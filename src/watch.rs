@@ -190,19 +190,21 @@ impl Watcher {
                     debug!(sentinel = %ep, "subscribed; reconciling for anything missed");
                     run = Some(run.unwrap_or(now));
                 }
-                Trigger::Kernel(Event::AddrRemoved(ip), at) => {
-                    if self.engine.cfg.vip.iter().any(|v| v.address.ip == ip) {
-                        info!(vip = %ip, "VIP removed from the kernel");
-                        run = Some(run.unwrap_or(at));
+                Trigger::Kernel(e, at) => {
+                    let is_vip = |ip| self.engine.cfg.vip.iter().any(|v| v.address.ip == ip);
+                    match kernel_cue(&e, is_vip) {
+                        KernelCue::Ignore => continue,
+                        KernelCue::Pass => {}
+                        KernelCue::PassAndAnnounce => announce_held = true,
                     }
-                }
-                Trigger::Kernel(Event::Link, at) => {
-                    // Link down/up or re-creation: addresses may be gone,
-                    // and clients must hear from the holder again.
-                    announce_held = true;
+                    match e {
+                        Event::AddrRemoved(ip) if is_vip(ip) => {
+                            info!(vip = %ip, "VIP removed from the kernel")
+                        }
+                        _ => debug!(event = ?e, "kernel event"),
+                    }
                     run = Some(run.unwrap_or(at));
                 }
-                Trigger::Kernel(Event::AddrAdded(_), _) => {}
             }
         }
         if let Some(at) = run {
@@ -364,6 +366,32 @@ impl Watcher {
     }
 }
 
+/// What a kernel event asks of the watcher.
+#[derive(Debug, PartialEq, Eq)]
+enum KernelCue {
+    /// Nothing a pass reads has changed.
+    Ignore,
+    Pass,
+    /// A pass, and every held VIP announced again: after a link went
+    /// down/up or was re-created, clients must hear from the holder anew.
+    PassAndAnnounce,
+}
+
+/// Pure: which kernel events change what a pass reads. A pass reads two
+/// things from the kernel: where the VIPs are, and which addresses are
+/// this host's own. So a VIP removed matters, and so does any change to
+/// the host's addresses: a network manager re-applying them after a flush
+/// or a DHCP renewal makes the master local again, and the VIP must come
+/// back then, not on the next timer pass. A VIP added is the echo of our
+/// own pass (or an operator's hand, which the timer pass corrects).
+fn kernel_cue(e: &Event, is_vip: impl Fn(IpAddr) -> bool) -> KernelCue {
+    match *e {
+        Event::AddrAdded(ip) if is_vip(ip) => KernelCue::Ignore,
+        Event::AddrAdded(_) | Event::AddrRemoved(_) => KernelCue::Pass,
+        Event::Link => KernelCue::PassAndAnnounce,
+    }
+}
+
 /// How long a subscription must last before a reconnect starts again
 /// from the shortest backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -436,5 +464,29 @@ async fn subscribe(
         }
         sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_events_that_change_the_view_cause_a_pass() {
+        let vip: IpAddr = "192.0.2.100".parse().unwrap();
+        let own: IpAddr = "192.0.2.11".parse().unwrap();
+        let is_vip = |ip| ip == vip;
+        let rows = [
+            (Event::AddrRemoved(vip), KernelCue::Pass),
+            (Event::AddrAdded(vip), KernelCue::Ignore),
+            // The host's own address back after a flush: the master may be
+            // local again.
+            (Event::AddrAdded(own), KernelCue::Pass),
+            (Event::AddrRemoved(own), KernelCue::Pass),
+            (Event::Link, KernelCue::PassAndAnnounce),
+        ];
+        for (e, want) in rows {
+            assert_eq!(kernel_cue(&e, is_vip), want, "{e:?}");
+        }
     }
 }
