@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use lab::check::{
-    arp_lines, client_vip_mac, expect_client_mac, expect_exit, panic_message, show,
+    arp_lines, bad_hook_calls, client_vip_mac, expect_client_mac, expect_exit, panic_message, show,
     stop_capture_when, wait_vip_moves, POLL,
 };
 use lab::monitor::{Monitor, Trace, Windows};
 use lab::{
-    node_ip, node_ip6, node_of_ip, now_epoch, wait_until, Capture, Lab, LabOptions, RunAs, SpawnId,
-    MASTER_NAME, NODES, SENTINEL_PORT, VIP4,
+    hook_args, node_ip, node_ip6, node_of_ip, now_epoch, wait_until, Capture, Lab, LabOptions,
+    RunAs, SpawnId, MASTER_NAME, NODES, SENTINEL_PORT, VIP4,
 };
 
 /// Sentinel's down-after-milliseconds in every lab: short, so failovers
@@ -787,7 +787,7 @@ fn bad_input(lab: &mut Lab, w: &mut World, row: &mut Row) {
     let before = lab.all_addrs();
     let mon = Monitor::start(lab);
     let mut problems = Vec::new();
-    bad_hook_args(lab, &before, &mut problems);
+    problems.extend(bad_hook_calls(lab, m));
     bad_configs(lab, m, &before, &mut problems);
     junk_reload(lab, w, &mut problems);
     junk_sentinel(lab, w, m, &mut problems);
@@ -826,19 +826,9 @@ fn privileges(lab: &mut Lab, _: &mut World, row: &mut Row) {
     let mut problems = Vec::new();
     // A hook call that asks for what Sentinel says: the VIP on `m`.
     let hook = |n: usize| {
-        let from = node_ip(if n == m { other } else { n });
-        let to = node_ip(m);
-        [
-            "hook",
-            MASTER_NAME,
-            "observer",
-            "start",
-            &from,
-            "6379",
-            &to,
-            "6379",
-        ]
-        .map(str::to_string)
+        let mut a = vec!["hook".to_string()];
+        a.extend(hook_args("observer", if n == m { other } else { n }, m));
+        a
     };
     let add = ["vip", "add", SCRATCH_CIDR, "--dev", "eth0"];
     let del = ["vip", "del", SCRATCH_CIDR, "--dev", "eth0"];
@@ -967,18 +957,8 @@ fn hook_storm(lab: &mut Lab, w: &mut World, row: &mut Row) {
                 let to = 1 + (n + j) % 3;
                 let from = 1 + (n + j + 1) % 3;
                 let role = if j % 2 == 0 { "leader" } else { "observer" };
-                let args = [
-                    "hook",
-                    MASTER_NAME,
-                    role,
-                    "start",
-                    &node_ip(from),
-                    "6379",
-                    &node_ip(to),
-                    "6379",
-                ]
-                .map(str::to_string)
-                .to_vec();
+                let mut args = vec!["hook".to_string()];
+                args.extend(hook_args(role, from, to));
                 (n, args)
             })
         })
@@ -1195,18 +1175,8 @@ fn failover_series(lab: &mut Lab, _: &mut World, row: &mut Row) {
         .iter()
         .flat_map(|&n| {
             history.iter().map(move |&(from, to)| {
-                let args = [
-                    "hook",
-                    MASTER_NAME,
-                    "leader",
-                    "start",
-                    &node_ip(from),
-                    "6379",
-                    &node_ip(to),
-                    "6379",
-                ]
-                .map(str::to_string)
-                .to_vec();
+                let mut args = vec!["hook".to_string()];
+                args.extend(hook_args("leader", from, to));
                 (n, args)
             })
         })
@@ -1365,79 +1335,6 @@ fn cut_off(lab: &mut Lab, w: &mut World, row: &mut Row, release: bool) {
 
 // ----- bad input (11) ------------------------------------------------------------
 
-/// Malformed hook arguments on every node, both spellings: exit 2 with a
-/// one-line error; an unknown master: exit 0; never an address change.
-fn bad_hook_args(lab: &Lab, before: &[Vec<(String, u8)>], problems: &mut Vec<String>) {
-    let valid: Vec<String> = [
-        MASTER_NAME,
-        "observer",
-        "start",
-        &node_ip(2),
-        "6379",
-        &node_ip(1),
-        "6379",
-    ]
-    .map(str::to_string)
-    .to_vec();
-    let with = |i: usize, v: &str| {
-        let mut a = valid.clone();
-        a[i] = v.to_string();
-        a
-    };
-    let long = "a".repeat(64 * 1024);
-    let cases: Vec<(&str, Vec<String>)> = vec![
-        ("no arguments", vec![]),
-        ("6 arguments", valid[..6].to_vec()),
-        ("8 arguments", [valid.clone(), vec!["6379".into()]].concat()),
-        ("bad FROM_IP", with(3, "999.1.1.1")),
-        ("bad TO_IP", with(5, "192.0.2.300")),
-        ("port 0", with(6, "0")),
-        ("port 65536", with(4, "65536")),
-        ("port -1", with(6, "-1")),
-        ("newline in MASTER", with(0, "my\nmaster")),
-        ("newline in TO_IP", with(5, "192.0.2.11\n")),
-        ("leading - in MASTER", with(0, "-mymaster")),
-        ("--help as MASTER", with(0, "--help")),
-        ("leading - in TO_IP", with(5, "-192.0.2.11")),
-        ("64 KiB MASTER", with(0, &long)),
-        ("64 KiB TO_IP", with(5, &long)),
-        ("ROLE boss", with(1, "boss")),
-        ("STATE end", with(2, "end")),
-    ];
-    for n in NODES {
-        for (what, args) in &cases {
-            for word in [true, false] {
-                if args.is_empty() && !word {
-                    continue;
-                }
-                let mut a: Vec<&str> = if word { vec!["hook"] } else { vec![] };
-                a.extend(args.iter().map(String::as_str));
-                let o = lab.sv(n, &a);
-                let lines = String::from_utf8_lossy(&o.stderr)
-                    .trim_end()
-                    .lines()
-                    .count();
-                if o.status.code() != Some(2) || lines != 1 {
-                    problems.push(format!(
-                        "n{n} hook {what} ({}): want exit 2 and a one-line error, got {}",
-                        if word { "with `hook`" } else { "bare" },
-                        show(&o)
-                    ));
-                }
-            }
-        }
-        let mut a = vec!["hook".to_string()];
-        a.extend(with(0, "othermaster"));
-        let o = lab.sv(n, &a);
-        if o.status.code() != Some(0) {
-            problems.push(format!("n{n} hook for an unknown master: {}", show(&o)));
-        }
-        if lab.all_addrs() != before {
-            problems.push(format!("n{n}: hook arguments changed addresses"));
-        }
-    }
-}
-
 /// Malformed configs: every command that needs one exits 2 (`check`:
 /// non-zero); with no Sentinels configured, an unresolvable TO_IP is
 /// permanent (exit 2).
@@ -1461,16 +1358,9 @@ fn bad_configs(lab: &Lab, m: usize, before: &[Vec<(String, u8)>], problems: &mut
         ),
         ("not TOML", format!("{good}\n[[vip]\n")),
     ];
-    let hook = [
-        "hook",
-        MASTER_NAME,
-        "leader",
-        "start",
-        &node_ip(1),
-        "6379",
-        &node_ip(2),
-        "6379",
-    ];
+    let mut hook = vec!["hook".to_string()];
+    hook.extend(hook_args("leader", 1, 2));
+    let hook: Vec<&str> = hook.iter().map(String::as_str).collect();
     for (i, (what, text)) in bad.iter().enumerate() {
         let path = lab.node_dir(m).join(format!("bad-{i}.toml"));
         fs::write(&path, text).expect("write scratch config");

@@ -55,6 +55,23 @@ pub fn node_ip6(n: usize) -> String {
     format!("2001:2::1{n}")
 }
 
+/// The seven `client-reconfig-script` arguments Sentinel passes for a
+/// failover of [`MASTER_NAME`] from node `from` to node `to`.
+pub fn hook_args(role: &str, from: usize, to: usize) -> Vec<String> {
+    let port = REDIS_PORT.to_string();
+    [
+        MASTER_NAME,
+        role,
+        "start",
+        &node_ip(from),
+        &port,
+        &node_ip(to),
+        &port,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// Node number whose IPv4 address is `ip`, if any.
 pub fn node_of_ip(ip: &str) -> Option<usize> {
     NODES.into_iter().find(|&n| node_ip(n) == ip)
