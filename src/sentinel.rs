@@ -212,13 +212,17 @@ async fn ask_one(
             c
         }
     };
-    // SENTINEL MASTERS carries config-epoch; GET-MASTER-ADDR-BY-NAME carries
-    // the address, and unlike MASTERS it already names the promoted replica
-    // while the leader is still reconfiguring the other replicas. One
-    // pipeline, so both describe the same instant.
+    // Per name, SENTINEL MASTER carries the config-epoch and
+    // GET-MASTER-ADDR-BY-NAME the address, which unlike MASTER already names
+    // the promoted replica while the leader is still reconfiguring the
+    // others. Per name, not SENTINEL MASTERS: a Sentinel set often monitors
+    // hundreds of masters, and every pass would make it describe them all.
+    // One pipeline, so all replies describe the same instant; errors come
+    // back in place (a name this Sentinel does not monitor is an error).
     let mut pipe = redis::pipe();
-    pipe.cmd("SENTINEL").arg("MASTERS");
+    pipe.ignore_errors();
     for n in names {
+        pipe.cmd("SENTINEL").arg("MASTER").arg(*n);
         pipe.cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(*n);
     }
     let vals: Vec<Value> = pipe.query_async(&mut con).await?;
@@ -235,64 +239,70 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Pure: the pipeline's replies to per-name reports.
+/// Pure: the config-epoch in one `SENTINEL MASTER` reply (a flat
+/// field/value array in RESP2, a map in RESP3).
+fn config_epoch(v: &Value) -> Result<u64, String> {
+    let field =
+        |k: &Value, v: &Value| (text(k).as_deref() == Some("config-epoch")).then(|| text(v));
+    let found = match v {
+        Value::Array(flat) => flat.chunks(2).find_map(|c| field(c.first()?, c.get(1)?)),
+        Value::Map(kv) => kv.iter().find_map(|(k, v)| field(k, v)),
+        _ => return Err("SENTINEL MASTER is not a map".into()),
+    };
+    let e = found
+        .ok_or("SENTINEL MASTER has no config-epoch")?
+        .ok_or("config-epoch is not text")?;
+    e.parse()
+        .map_err(|_| format!("config-epoch `{}`", e.escape_debug()))
+}
+
+/// Pure: the pipeline's replies (`SENTINEL MASTER`, then
+/// `GET-MASTER-ADDR-BY-NAME`, for each name) to per-name reports. A name
+/// this Sentinel does not monitor is `None`; any other error reply fails
+/// the whole answer (wrong password, not a Sentinel).
 pub fn parse_answer(
     vals: &[Value],
     names: &[&str],
 ) -> Result<HashMap<String, Option<Report>>, String> {
-    if vals.len() != names.len() + 1 {
+    if vals.len() != 2 * names.len() {
         return Err(format!(
             "{} replies for {} commands",
             vals.len(),
-            names.len() + 1
+            2 * names.len()
         ));
     }
-    let Value::Array(masters) = &vals[0] else {
-        return Err("SENTINEL MASTERS is not an array".into());
-    };
-    let mut epochs = HashMap::new();
-    for m in masters {
-        let pairs: Vec<(String, String)> = match m {
-            Value::Array(flat) => flat
-                .chunks(2)
-                .filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?)))
-                .collect(),
-            Value::Map(kv) => kv
-                .iter()
-                .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
-                .collect(),
-            _ => return Err("SENTINEL MASTERS entry is not a map".into()),
-        };
-        let get = |k: &str| pairs.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
-        if let (Some(n), Some(e)) = (get("name"), get("config-epoch")) {
-            epochs.insert(
-                n,
-                e.parse::<u64>()
-                    .map_err(|_| format!("config-epoch `{e}`"))?,
-            );
-        }
-    }
     let mut out = HashMap::new();
-    for (n, v) in names.iter().zip(&vals[1..]) {
-        let report = match v {
-            Value::Nil => None,
-            Value::Array(a) if a.len() == 2 => {
+    for (n, pair) in names.iter().zip(vals.chunks(2)) {
+        let report = match (&pair[0], &pair[1]) {
+            // GET-MASTER-ADDR-BY-NAME answers nil only for a name this
+            // Sentinel does not monitor, whatever words MASTER's error uses.
+            (Value::ServerError(_), Value::Nil) => None,
+            (Value::ServerError(e), _) | (_, Value::ServerError(e)) => {
+                return Err(format!("{n}: {}", one_line(&e.to_string())))
+            }
+            (m, Value::Array(a)) if a.len() == 2 => {
                 let host = text(&a[0])
                     .and_then(|h| Host::parse(&h))
                     .ok_or("master address")?;
                 let port = text(&a[1])
                     .and_then(|p| parse_port(&p))
                     .ok_or("master port")?;
-                let epoch = *epochs
-                    .get(*n)
-                    .ok_or("master missing from SENTINEL MASTERS")?;
+                let epoch = config_epoch(m)?;
                 Some(Report { host, port, epoch })
             }
-            _ => return Err(format!("GET-MASTER-ADDR-BY-NAME {n}")),
+            _ => return Err(format!("SENTINEL MASTER / GET-MASTER-ADDR-BY-NAME {n}")),
         };
         out.insert(n.to_string(), report);
     }
     Ok(out)
+}
+
+/// Error text from a peer, on one line and bounded, for logs.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A pub/sub event that says where a master now is.
@@ -400,29 +410,24 @@ mod tests {
         assert_eq!(verdict(&a, "m").master, rep("192.0.2.12", 5));
     }
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    /// A reply as Sentinel sends it on the wire (RESP2 or RESP3).
+    fn wire(resp: &str) -> Value {
+        redis::parse_redis_value(resp.as_bytes()).unwrap()
     }
 
     #[test]
     fn parses_pipeline_replies_resp2_and_resp3() {
-        let flat = Value::Array(vec![
-            bulk("name"),
-            bulk("m"),
-            bulk("ip"),
-            bulk("192.0.2.11"),
-            bulk("config-epoch"),
-            bulk("7"),
-        ]);
-        let map = Value::Map(vec![
-            (bulk("name"), bulk("n")),
-            (bulk("config-epoch"), Value::Int(2)),
-        ]);
+        let unknown = "-ERR No such master with that name\r\n";
         let vals = vec![
-            Value::Array(vec![flat, map]),
-            Value::Array(vec![bulk("192.0.2.12"), bulk("6379")]),
-            Value::Array(vec![bulk("redis-3.example"), bulk("6380")]),
-            Value::Nil,
+            // m: RESP2, a flat field/value array.
+            wire("*6\r\n$4\r\nname\r\n$1\r\nm\r\n$2\r\nip\r\n$10\r\n192.0.2.11\r\n$12\r\nconfig-epoch\r\n$1\r\n7\r\n"),
+            wire("*2\r\n$10\r\n192.0.2.12\r\n$4\r\n6379\r\n"),
+            // n: RESP3, a map; the address is a hostname.
+            wire("%2\r\n$4\r\nname\r\n$1\r\nn\r\n$12\r\nconfig-epoch\r\n:2\r\n"),
+            wire("*2\r\n$15\r\nredis-3.example\r\n$4\r\n6380\r\n"),
+            // x: not monitored by this Sentinel.
+            wire(unknown),
+            wire("$-1\r\n"),
         ];
         let r = parse_answer(&vals, &["m", "n", "x"]).unwrap();
         assert_eq!(r["m"], rep("192.0.2.12", 7));
@@ -435,12 +440,61 @@ mod tests {
             })
         );
         assert_eq!(r["x"], None);
-        assert!(parse_answer(&vals[..2], &["m", "n"]).is_err());
-        let bad = vec![
-            Value::Array(vec![]),
-            Value::Array(vec![bulk("192.0.2.12"), bulk("0")]),
+        assert!(parse_answer(&vals[..4], &["m", "n", "x"])
+            .unwrap_err()
+            .contains("4 replies for 6 commands"));
+        let bad: Vec<(Vec<Value>, &str)> = vec![
+            // Not a Sentinel (a data Redis listed by mistake), or no AUTH:
+            // an error for both commands fails the whole answer.
+            (
+                vec![
+                    wire("-ERR unknown command 'SENTINEL'\r\n"),
+                    wire("-ERR unknown command 'SENTINEL'\r\n"),
+                ],
+                "unknown command",
+            ),
+            (
+                vec![
+                    wire("-NOAUTH Authentication required.\r\n"),
+                    wire("-NOAUTH Authentication required.\r\n"),
+                ],
+                "Authentication required",
+            ),
+            (
+                vec![
+                    vals[0].clone(),
+                    wire("*2\r\n$10\r\n192.0.2.12\r\n$1\r\n0\r\n"),
+                ],
+                "port",
+            ),
+            (
+                vec![
+                    vals[0].clone(),
+                    wire("*2\r\n$7\r\nbad ip!\r\n$4\r\n6379\r\n"),
+                ],
+                "address",
+            ),
+            (
+                vec![wire("*2\r\n$4\r\nname\r\n$1\r\nm\r\n"), vals[1].clone()],
+                "no config-epoch",
+            ),
+            (
+                vec![
+                    wire("*2\r\n$12\r\nconfig-epoch\r\n$2\r\n-1\r\n"),
+                    vals[1].clone(),
+                ],
+                "config-epoch `-1`",
+            ),
+            (vec![wire("+OK\r\n"), vals[1].clone()], "not a map"),
+            (
+                vec![vals[0].clone(), wire(":1\r\n")],
+                "GET-MASTER-ADDR-BY-NAME m",
+            ),
         ];
-        assert!(parse_answer(&bad, &["m"]).is_err());
+        for (i, (v, want)) in bad.iter().enumerate() {
+            let e = parse_answer(v, &["m"]).unwrap_err();
+            assert!(e.contains(want), "case {i}: {e:?} lacks {want:?}");
+        }
     }
 
     #[test]

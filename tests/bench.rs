@@ -396,13 +396,16 @@ fn reconcile_and_watcher(bin: &Path) {
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // utime and stime are fields 14 and 15; `after` starts at field 3.
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+    cpu_ticks_of(&stat).unwrap_or_else(|| panic!("cannot read utime/stime from {stat:?}"))
+}
+
+/// utime + stime (fields 14 and 15 of /proc/PID/stat). Fields are counted
+/// from the end of the command name, by position: fields that are not
+/// unsigned (state `S`, tpgid -1 without a terminal) must not be skipped.
+fn cpu_ticks_of(stat: &str) -> Option<u64> {
+    let f: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    // `f[0]` is field 3.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn drop_vips(lab: &Lab, n: usize, count: usize) {
