@@ -287,10 +287,10 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
     let names: Vec<&str> = engine.cfg.vip.iter().map(|v| v.master.as_str()).collect();
     let (_, masters) = engine.masters(&names).await;
     let snap = engine.nl.snapshot().await?;
-    let local = local_addrs(&snap, &engine.cfg);
+    let local = local_addrs(&snap.addrs, &engine.cfg);
     let mut errors = Vec::new();
     let mut refused = false;
-    let mut targets = Vec::new();
+    let mut held = Vec::new();
     for vip in &engine.cfg.vip {
         let (v, m) = &masters[&vip.master];
         if let Master::Unknown { .. } = m {
@@ -307,7 +307,7 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
             Ok(o) => {
                 info!(master = %vip.master, sentinel = ?v.master, action = ?o.action, done = ?o.done, "reconcile");
                 println!("{}: {} ({:?})", vip.master, vip.address, o.action);
-                targets.extend(o.target);
+                held.extend(o.target.map(|t| (vip, t)));
             }
             Err(e) => {
                 refused |= crate::error::exit_code(&e) == 2;
@@ -322,7 +322,7 @@ pub async fn reconcile(engine: Engine) -> Result<()> {
         "reconcile pass done"
     );
     let rounds = engine.cfg.announce.count.saturating_sub(1);
-    futures::future::join_all(targets.iter().map(|t| engine.announce_repeats(t, rounds))).await;
+    engine.announce_repeats(&held, rounds).await;
     match (errors.is_empty(), refused) {
         (true, _) => Ok(()),
         (false, true) => Err(permanent(errors.join("; "))),
@@ -406,7 +406,7 @@ async fn status(cfg: Config, as_json: bool) -> Result<()> {
     let names: Vec<&str> = engine.cfg.vip.iter().map(|v| v.master.as_str()).collect();
     let ((answers, masters), snap) = tokio::join!(engine.masters(&names), engine.nl.snapshot());
     let snap = snap?;
-    let local = local_addrs(&snap, &engine.cfg);
+    let local = local_addrs(&snap.addrs, &engine.cfg);
     let mut all_agree = true;
     let mut rows = Vec::new();
     for v in &engine.cfg.vip {

@@ -82,6 +82,21 @@ pub fn decide(v: &View) -> Action {
     }
 }
 
+/// Whether a later announcement round may go out for a VIP a one-shot run
+/// (hook, `reconcile`) took or kept: it must still be here, and when the
+/// Sentinels answer they must still place its master here. A failover
+/// during the rounds leaves the VIP on the old host until that host's own
+/// hook runs (seconds later for an observer); a round sent meanwhile would
+/// pull clients back from the new master until its next round. With no
+/// answer, the run's own basis stands (it may have acted on its arguments).
+pub fn announce_again(present: bool, master: &Master, local: &HashSet<IpAddr>) -> bool {
+    present
+        && match master {
+            Master::Known(ips) => ips.iter().any(|ip| local.contains(ip)),
+            Master::Unknown { .. } => true,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +144,16 @@ mod tests {
                 sentinel_loss_after_ms: 1000,
             };
             assert_eq!(decide(&v), want, "row {i}");
+        }
+        for (present, m, want) in [
+            (true, &here, true),
+            (true, &here6, true),
+            (true, &silent(None), true),
+            (true, &there, false),
+            (false, &here, false),
+            (false, &silent(None), false),
+        ] {
+            assert_eq!(announce_again(present, m, &local), want, "{present} {m:?}");
         }
         for p in [&a, &h] {
             let v = View {

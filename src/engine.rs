@@ -13,10 +13,10 @@ use std::sync::OnceLock;
 
 use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
-use crate::decide::{decide, Action, Master, Presence, View};
+use crate::decide::{announce_again, decide, Action, Master, Presence, View};
 use crate::error::permanent;
 use crate::hookargs::Host;
-use crate::netlink::{Done, Netlink, Snapshot};
+use crate::netlink::{Addr, Done, Netlink, Snapshot};
 use crate::sentinel::{verdict, Answer, Sentinels, Verdict};
 
 /// Pure: how the VIP is present in the snapshot.
@@ -47,9 +47,9 @@ pub fn presence(s: &Snapshot, vip: &VipConfig) -> Presence {
 }
 
 /// Pure: this host's addresses on every interface, never counting a VIP.
-pub fn local_addrs(s: &Snapshot, cfg: &Config) -> HashSet<IpAddr> {
+pub fn local_addrs(addrs: &[Addr], cfg: &Config) -> HashSet<IpAddr> {
     let vips: HashSet<IpAddr> = cfg.vip.iter().map(|v| v.address.ip).collect();
-    s.addrs
+    addrs
         .iter()
         .map(|a| a.ip)
         .filter(|ip| !vips.contains(ip))
@@ -235,27 +235,50 @@ impl Engine {
         Ok(out)
     }
 
-    /// The remaining announcement rounds, spaced past the neighbour
-    /// locktime. Each round first checks that the VIP is still here: a
-    /// newer run may have moved it meanwhile, and announcing an address we
-    /// no longer hold would steal clients from the true holder.
-    pub async fn announce_repeats(&self, t: &Target, rounds: u32) {
+    /// The remaining announcement rounds of a one-shot run, for every VIP
+    /// it holds, `announce.interval_ms` apart. Before each round, one
+    /// address dump and one Sentinel question for all of them (never one
+    /// per VIP); a VIP gets the round only if [`announce_again`] allows,
+    /// and once refused it gets no more.
+    pub async fn announce_repeats(&self, held: &[(&VipConfig, Target)], rounds: u32) {
         let interval = Duration::from_millis(self.cfg.announce.interval_ms);
+        let mut held: Vec<&(&VipConfig, Target)> = held.iter().collect();
         for _ in 0..rounds {
-            tokio::time::sleep(interval).await;
-            match self.nl.addrs().await {
-                Ok(a) if a.iter().any(|a| a.ip == t.ip && a.index == t.ifindex) => {}
-                Ok(_) => {
-                    info!(vip = %t.ip, "VIP no longer here; stopping announcements");
-                    return;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot check the VIP before announcing");
-                    return;
-                }
+            if held.is_empty() {
+                return;
             }
-            if let Err(e) = self.announce(t) {
-                warn!(vip = %t.ip, error = %e, "announce failed");
+            tokio::time::sleep(interval).await;
+            let names: Vec<&str> = held.iter().map(|(v, _)| v.master.as_str()).collect();
+            let ask = async {
+                if self.sentinels.is_empty() {
+                    HashMap::new()
+                } else {
+                    self.masters(&names).await.1
+                }
+            };
+            let (masters, addrs) = tokio::join!(ask, self.nl.addrs());
+            let addrs = match addrs {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "cannot check the VIPs before announcing; stopping");
+                    return;
+                }
+            };
+            let local = local_addrs(&addrs, &self.cfg);
+            let unknown = Master::Unknown { lost_for_ms: None };
+            held.retain(|(vip, t)| {
+                let present = addrs.iter().any(|a| a.ip == t.ip && a.index == t.ifindex);
+                let master = masters.get(&vip.master).map_or(&unknown, |(_, m)| m);
+                let again = announce_again(present, master, &local);
+                if !again {
+                    info!(vip = %t.ip, present, sentinel = ?master, "VIP no longer ours to announce; stopping");
+                }
+                again
+            });
+            for (_, t) in &held {
+                if let Err(e) = self.announce(t) {
+                    warn!(vip = %t.ip, error = %e, "announce failed");
+                }
             }
         }
     }
@@ -361,7 +384,7 @@ mod tests {
             addr(2, "192.0.2.11", 24, false, None),
             addr(2, "192.0.2.100", 24, true, Some(ADDR_PROTO)),
         ]);
-        let l = local_addrs(&s, &cfg());
+        let l = local_addrs(&s.addrs, &cfg());
         assert!(l.contains(&"192.0.2.11".parse().unwrap()));
         assert!(!l.contains(&"192.0.2.100".parse().unwrap()));
     }

@@ -93,7 +93,7 @@ pub async fn run(
             )
         }
     };
-    let local = local_addrs(&snap, &engine.cfg);
+    let local = local_addrs(&snap.addrs, &engine.cfg);
     let out = engine
         .converge(&snap, &local, &vip, &master, Announce::Always)
         .await;
@@ -111,7 +111,7 @@ pub async fn run(
     );
     if let Some(t) = out?.target {
         engine
-            .announce_repeats(&t, engine.cfg.announce.count.saturating_sub(1))
+            .announce_repeats(&[(&vip, t)], engine.cfg.announce.count.saturating_sub(1))
             .await;
     }
     Ok(())

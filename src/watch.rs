@@ -236,7 +236,7 @@ impl Watcher {
             Ok(s) => s,
             Err(e) => return error!(error = %one_line(&e), "pass: netlink dump failed"),
         };
-        let local = local_addrs(&snap, cfg);
+        let local = local_addrs(&snap.addrs, cfg);
         let now = Instant::now();
         let mut changed = 0;
         for vip in &cfg.vip {
