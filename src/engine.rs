@@ -249,14 +249,8 @@ impl Engine {
             }
             tokio::time::sleep(interval).await;
             let names: Vec<&str> = held.iter().map(|(v, _)| v.master.as_str()).collect();
-            let ask = async {
-                if self.sentinels.is_empty() {
-                    HashMap::new()
-                } else {
-                    self.masters(&names).await.1
-                }
-            };
-            let (masters, addrs) = tokio::join!(ask, self.nl.addrs());
+            // With no Sentinels configured every master is Unknown at once.
+            let ((_, masters), addrs) = tokio::join!(self.masters(&names), self.nl.addrs());
             let addrs = match addrs {
                 Ok(a) => a,
                 Err(e) => {
@@ -265,10 +259,9 @@ impl Engine {
                 }
             };
             let local = local_addrs(&addrs, &self.cfg);
-            let unknown = Master::Unknown { lost_for_ms: None };
             held.retain(|(vip, t)| {
                 let present = addrs.iter().any(|a| a.ip == t.ip && a.index == t.ifindex);
-                let master = masters.get(&vip.master).map_or(&unknown, |(_, m)| m);
+                let master = &masters[&vip.master].1;
                 let again = announce_again(present, master, &local);
                 if !again {
                     info!(vip = %t.ip, present, sentinel = ?master, "VIP no longer ours to announce; stopping");

@@ -42,6 +42,12 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         s.push_str(&e.to_string());
     }
+    printable(&s)
+}
+
+/// Control characters (newlines, terminal escapes) as spaces: for text
+/// that reaches logs from outside, such as a peer's error reply.
+pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

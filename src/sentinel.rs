@@ -12,6 +12,7 @@ use redis::{
 };
 
 use crate::config::{Config, Endpoint};
+use crate::error::printable;
 use crate::hookargs::{parse_port, valid_master_name, Host};
 
 /// One Sentinel's view of one master.
@@ -242,16 +243,15 @@ fn text(v: &Value) -> Option<String> {
 /// Pure: the config-epoch in one `SENTINEL MASTER` reply (a flat
 /// field/value array in RESP2, a map in RESP3).
 fn config_epoch(v: &Value) -> Result<u64, String> {
-    let field =
-        |k: &Value, v: &Value| (text(k).as_deref() == Some("config-epoch")).then(|| text(v));
-    let found = match v {
-        Value::Array(flat) => flat.chunks(2).find_map(|c| field(c.first()?, c.get(1)?)),
-        Value::Map(kv) => kv.iter().find_map(|(k, v)| field(k, v)),
+    let is_key = |k: &Value| text(k).as_deref() == Some("config-epoch");
+    let value = match v {
+        Value::Array(flat) => flat.chunks_exact(2).find(|c| is_key(&c[0])).map(|c| &c[1]),
+        Value::Map(kv) => kv.iter().find(|(k, _)| is_key(k)).map(|(_, v)| v),
         _ => return Err("SENTINEL MASTER is not a map".into()),
     };
-    let e = found
-        .ok_or("SENTINEL MASTER has no config-epoch")?
-        .ok_or("config-epoch is not text")?;
+    let e = value
+        .and_then(text)
+        .ok_or("SENTINEL MASTER has no config-epoch")?;
     e.parse()
         .map_err(|_| format!("config-epoch `{}`", e.escape_debug()))
 }
@@ -278,7 +278,9 @@ pub fn parse_answer(
             // Sentinel does not monitor, whatever words MASTER's error uses.
             (Value::ServerError(_), Value::Nil) => None,
             (Value::ServerError(e), _) | (_, Value::ServerError(e)) => {
-                return Err(format!("{n}: {}", one_line(&e.to_string())))
+                // A peer's words: bounded, and on one line.
+                let said: String = e.to_string().chars().take(200).collect();
+                return Err(format!("{n}: {}", printable(&said)));
             }
             (m, Value::Array(a)) if a.len() == 2 => {
                 let host = text(&a[0])
@@ -295,14 +297,6 @@ pub fn parse_answer(
         out.insert(n.to_string(), report);
     }
     Ok(out)
-}
-
-/// Error text from a peer, on one line and bounded, for logs.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// A pub/sub event that says where a master now is.

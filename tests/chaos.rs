@@ -36,7 +36,7 @@ use lab::check::{
 };
 use lab::monitor::{Monitor, Trace, Windows};
 use lab::{
-    hook_args, node_ip, node_ip6, node_of_ip, now_epoch, wait_until, Capture, Lab, LabOptions,
+    hook_cmd, node_ip, node_ip6, node_of_ip, now_epoch, wait_until, Capture, Lab, LabOptions,
     RunAs, SpawnId, MASTER_NAME, NODES, SENTINEL_PORT, VIP4,
 };
 
@@ -825,11 +825,7 @@ fn privileges(lab: &mut Lab, _: &mut World, row: &mut Row) {
     open_for_nobody(lab);
     let mut problems = Vec::new();
     // A hook call that asks for what Sentinel says: the VIP on `m`.
-    let hook = |n: usize| {
-        let mut a = vec!["hook".to_string()];
-        a.extend(hook_args("observer", if n == m { other } else { n }, m));
-        a
-    };
+    let hook = |n: usize| hook_cmd("observer", if n == m { other } else { n }, m);
     let add = ["vip", "add", SCRATCH_CIDR, "--dev", "eth0"];
     let del = ["vip", "del", SCRATCH_CIDR, "--dev", "eth0"];
 
@@ -957,9 +953,7 @@ fn hook_storm(lab: &mut Lab, w: &mut World, row: &mut Row) {
                 let to = 1 + (n + j) % 3;
                 let from = 1 + (n + j + 1) % 3;
                 let role = if j % 2 == 0 { "leader" } else { "observer" };
-                let mut args = vec!["hook".to_string()];
-                args.extend(hook_args(role, from, to));
-                (n, args)
+                (n, hook_cmd(role, from, to))
             })
         })
         .collect();
@@ -1174,11 +1168,9 @@ fn failover_series(lab: &mut Lab, _: &mut World, row: &mut Row) {
     let runs: Vec<(usize, Vec<String>)> = NODES
         .iter()
         .flat_map(|&n| {
-            history.iter().map(move |&(from, to)| {
-                let mut args = vec!["hook".to_string()];
-                args.extend(hook_args("leader", from, to));
-                (n, args)
-            })
+            history
+                .iter()
+                .map(move |&(from, to)| (n, hook_cmd("leader", from, to)))
         })
         .collect();
     let outs = run_concurrently(lab, &runs);
@@ -1358,8 +1350,7 @@ fn bad_configs(lab: &Lab, m: usize, before: &[Vec<(String, u8)>], problems: &mut
         ),
         ("not TOML", format!("{good}\n[[vip]\n")),
     ];
-    let mut hook = vec!["hook".to_string()];
-    hook.extend(hook_args("leader", 1, 2));
+    let hook = hook_cmd("leader", 1, 2);
     let hook: Vec<&str> = hook.iter().map(String::as_str).collect();
     for (i, (what, text)) in bad.iter().enumerate() {
         let path = lab.node_dir(m).join(format!("bad-{i}.toml"));

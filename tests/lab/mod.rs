@@ -72,6 +72,13 @@ pub fn hook_args(role: &str, from: usize, to: usize) -> Vec<String> {
     .to_vec()
 }
 
+/// `hook` and [`hook_args`]: the call as an operator or a test spells it.
+pub fn hook_cmd(role: &str, from: usize, to: usize) -> Vec<String> {
+    let mut a = vec!["hook".to_string()];
+    a.extend(hook_args(role, from, to));
+    a
+}
+
 /// Node number whose IPv4 address is `ip`, if any.
 pub fn node_of_ip(ip: &str) -> Option<usize> {
     NODES.into_iter().find(|&n| node_ip(n) == ip)
