@@ -26,16 +26,30 @@ pub enum Presence {
 pub enum Master {
     /// The master's addresses (a hostname may resolve to several).
     Known(Vec<IpAddr>),
+    /// The replica a failover's leader is promoting, confirmed by that
+    /// leader and by its own `ROLE`, before the Sentinels announce it.
+    /// Placed like `Known`; `epoch` is the lowest its failover can have:
+    /// Sentinel answers of that epoch or newer take over.
+    Promoted { ips: Vec<IpAddr>, epoch: u64 },
     /// No answer to trust; `lost_for` is how long a Sentinel majority has
     /// been silent (`None`: not measured, as in one-shot commands).
     Unknown { lost_for: Option<Duration> },
 }
 
 impl Master {
+    /// The master's addresses, when it is placed (known or promoted).
+    pub fn ips(&self) -> Option<&[IpAddr]> {
+        match self {
+            Master::Known(ips) | Master::Promoted { ips, .. } => Some(ips),
+            Master::Unknown { .. } => None,
+        }
+    }
+
     /// Whether the master is one of this host's own addresses. The one
     /// place that says what "local" means.
     pub fn is_local(&self, local: &HashSet<IpAddr>) -> bool {
-        matches!(self, Master::Known(ips) if ips.iter().any(|ip| local.contains(ip)))
+        self.ips()
+            .is_some_and(|ips| ips.iter().any(|ip| local.contains(ip)))
     }
 }
 
@@ -71,11 +85,11 @@ pub fn decide(v: &Facts) -> Action {
     }
     let held = *v.presence == Presence::Held;
     match v.master {
-        Master::Known(ips) if ips.contains(&v.vip) => Action::Refuse(format!(
+        m if m.ips().is_some_and(|ips| ips.contains(&v.vip)) => Action::Refuse(format!(
             "Sentinel names the VIP {} itself as the master address; set replica-announce-ip on the Redis servers",
             v.vip
         )),
-        Master::Known(_) => match (v.master.is_local(v.local), held) {
+        Master::Known(_) | Master::Promoted { .. } => match (v.master.is_local(v.local), held) {
             (true, true) => Action::Keep,
             (true, false) => Action::Acquire,
             (false, true) => Action::Release,
@@ -102,7 +116,7 @@ pub fn decide(v: &Facts) -> Action {
 pub fn announce_again(present: bool, master: &Master, local: &HashSet<IpAddr>) -> bool {
     present
         && match master {
-            Master::Known(_) => master.is_local(local),
+            Master::Known(_) | Master::Promoted { .. } => master.is_local(local),
             Master::Unknown { .. } => true,
         }
 }
@@ -123,6 +137,14 @@ mod tests {
         let here6 = Master::Known(vec![ip("192.0.2.99"), ip("2001:db8::11")]);
         let there = Master::Known(vec![ip("192.0.2.12")]);
         let is_vip = Master::Known(vec![vip]);
+        let promoted_here = Master::Promoted {
+            ips: vec![ip("192.0.2.11")],
+            epoch: 5,
+        };
+        let promoted_there = Master::Promoted {
+            ips: vec![ip("192.0.2.12")],
+            epoch: 5,
+        };
         let silent = |ms: Option<u64>| Master::Unknown {
             lost_for: ms.map(Duration::from_millis),
         };
@@ -145,6 +167,13 @@ mod tests {
             (silent(Some(1000)), &h, R, Release),
             (silent(Some(99_999)), &h, K, Nothing),
             (silent(Some(99_999)), &a, R, Nothing),
+            // A promotion followed before Sentinel announces it: placed
+            // like a known master.
+            (promoted_here.clone(), &a, K, Acquire),
+            (promoted_here.clone(), &h, K, Keep),
+            (promoted_there.clone(), &h, K, Release),
+            (promoted_there.clone(), &a, K, Nothing),
+            (promoted_here.clone(), &f, K, Refuse("192.0.2.100/32 on eth1".into())),
         ];
         for (i, (m, p, pol, want)) in rows.into_iter().enumerate() {
             let v = Facts {
@@ -164,13 +193,19 @@ mod tests {
             (true, &there, false),
             (false, &here, false),
             (false, &silent(None), false),
+            (true, &promoted_here, true),
+            (true, &promoted_there, false),
         ] {
             assert_eq!(announce_again(present, m, &local), want, "{present} {m:?}");
         }
-        for p in [&a, &h] {
+        let promoted_vip = Master::Promoted {
+            ips: vec![vip],
+            epoch: 5,
+        };
+        for (p, m) in [(&a, &is_vip), (&h, &is_vip), (&a, &promoted_vip)] {
             let v = Facts {
                 vip,
-                master: &is_vip,
+                master: m,
                 local: &local,
                 presence: p,
                 on_sentinel_loss: K,

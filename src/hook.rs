@@ -108,7 +108,7 @@ async fn direct(call: HookCall, cfg: Config, vip: VipConfig, t0: Instant) -> Res
         format!("{verdict}; {}", errors.join("; "))
     };
     let master = match answer {
-        m @ Master::Known(_) => m,
+        m @ (Master::Known(_) | Master::Promoted { .. }) => m,
         // Only with no Sentinel answer do the arguments decide.
         Master::Unknown { .. } => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");

@@ -39,6 +39,11 @@ pub mod defaults {
     /// first round would ignore the repeats.
     pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(1100);
     pub const ANNOUNCE_REFRESH: Duration = Duration::from_millis(5000);
+    /// Watch mode moves the VIP when the replica a failover's leader is
+    /// promoting first answers `ROLE` master (see README for the trade-off).
+    pub const FOLLOW_PROMOTION: bool = true;
+    /// How long after the leader's hint the replica has to answer master.
+    pub const FOLLOW_PROMOTION_DEADLINE: Duration = Duration::from_millis(3000);
 }
 
 /// Why a config was refused; one line, naming the line or the key.
@@ -167,6 +172,20 @@ pub struct Config {
     pub on_exit: Policy,
     #[serde(default)]
     pub announce: AnnounceConfig,
+    /// Watch mode: follow a failover's promotion as the leader runs it.
+    #[serde(default = "follow_promotion")]
+    pub follow_promotion: bool,
+    #[serde(
+        rename = "follow_promotion_deadline_ms",
+        default = "follow_promotion_deadline",
+        deserialize_with = "millis"
+    )]
+    pub follow_promotion_deadline: Duration,
+    /// Login for the data nodes (asked `ROLE` when following a promotion).
+    pub redis_username: Option<String>,
+    pub redis_password: Option<String>,
+    /// Present (even empty) = speak TLS to the data nodes.
+    pub redis_tls: Option<TlsConfig>,
     #[serde(default)]
     pub vip: Vec<VipConfig>,
 }
@@ -180,6 +199,12 @@ fn reconcile_interval() -> Duration {
 }
 fn sentinel_loss_after() -> Duration {
     defaults::SENTINEL_LOSS_AFTER
+}
+fn follow_promotion() -> bool {
+    defaults::FOLLOW_PROMOTION
+}
+fn follow_promotion_deadline() -> Duration {
+    defaults::FOLLOW_PROMOTION_DEADLINE
 }
 fn lock_file() -> PathBuf {
     PathBuf::from(defaults::LOCK_FILE)
@@ -307,13 +332,25 @@ impl Config {
         if self.sentinel_password.is_none() && self.sentinel_username.is_some() {
             return Err(invalid("sentinel_username", "needs sentinel_password"));
         }
-        if let Some(t) = &self.sentinel_tls {
-            if t.cert_file.is_some() != t.key_file.is_some() {
-                return Err(invalid(
-                    "sentinel_tls.cert_file",
-                    "and key_file go together",
-                ));
+        if self.redis_password.is_none() && self.redis_username.is_some() {
+            return Err(invalid("redis_username", "needs redis_password"));
+        }
+        for (key, tls) in [
+            ("sentinel_tls.cert_file", &self.sentinel_tls),
+            ("redis_tls.cert_file", &self.redis_tls),
+        ] {
+            if tls
+                .as_ref()
+                .is_some_and(|t| t.cert_file.is_some() != t.key_file.is_some())
+            {
+                return Err(invalid(key, "and key_file go together"));
             }
+        }
+        if !(100..=60_000).contains(&ms(self.follow_promotion_deadline)) {
+            return Err(invalid(
+                "follow_promotion_deadline_ms",
+                "must be 100..=60000",
+            ));
         }
         Ok(())
     }
@@ -331,6 +368,26 @@ impl Config {
             .map(|v| v.master.as_str())
             .filter(|m| seen.insert(*m))
             .collect()
+    }
+
+    /// How to log in to the Sentinels.
+    pub fn sentinel_auth(&self) -> crate::conn::Auth<'_> {
+        crate::conn::Auth {
+            username: self.sentinel_username.as_deref(),
+            password: self.sentinel_password.as_deref(),
+            tls: self.sentinel_tls.as_ref(),
+            what: "sentinel_tls",
+        }
+    }
+
+    /// How to log in to the data nodes.
+    pub fn redis_auth(&self) -> crate::conn::Auth<'_> {
+        crate::conn::Auth {
+            username: self.redis_username.as_deref(),
+            password: self.redis_password.as_deref(),
+            tls: self.redis_tls.as_ref(),
+            what: "redis_tls",
+        }
     }
 
     /// Whether `ip` is one of the configured VIPs.
@@ -378,6 +435,8 @@ count = 2
         assert_eq!(c.lock_file, PathBuf::from(defaults::LOCK_FILE));
         assert_eq!(c.control_socket, PathBuf::from(defaults::CONTROL_SOCKET));
         assert_eq!(c.control_socket_group, "redis");
+        assert!(c.follow_promotion);
+        assert_eq!(c.follow_promotion_deadline, Duration::from_secs(3));
         assert_eq!(c.vip_for("cache").unwrap().interface, "eth0");
         assert!(c.vip_for("other").is_none());
         assert_eq!(c.masters(), ["mymaster", "cache"]);

@@ -8,7 +8,7 @@ mod view;
 
 pub use view::{local_addrs, presence, View};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -86,7 +86,19 @@ impl Engine {
     /// pipeline each, while the netlink dump runs (the two are
     /// independent); then each verdict resolved to addresses.
     pub async fn gather(&self, names: &[&str]) -> Result<View> {
-        let (answers, snap) = tokio::join!(self.sentinels.ask(names), self.nl.snapshot());
+        self.gather_knowing(names, &HashSet::new()).await
+    }
+
+    /// [`Engine::gather`] for a caller that knows which Sentinels' links
+    /// are down (the watcher): once a majority has answered, those are
+    /// not waited for.
+    pub async fn gather_knowing(
+        &self,
+        names: &[&str],
+        known_down: &HashSet<String>,
+    ) -> Result<View> {
+        let (answers, snap) =
+            tokio::join!(self.sentinels.ask(names, known_down), self.nl.snapshot());
         let snap = snap?;
         let mut masters = HashMap::new();
         for n in names {

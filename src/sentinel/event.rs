@@ -13,12 +13,29 @@ pub enum Kind {
     SwitchMaster,
     /// `+promoted-slave`: the leader saw the replica report itself master.
     PromotedSlave,
+    /// The leader's failover in progress, before anyone else knows: it
+    /// chose this replica (`+selected-slave`), is about to send it
+    /// `SLAVEOF NO ONE` (`+failover-state-send-slaveof-noone`), or has
+    /// sent it (`+failover-state-wait-promotion`). Hints for following the
+    /// promotion, never facts.
+    Promoting,
+}
+
+impl Kind {
+    /// Whether the event names a master already chosen (a pass follows),
+    /// or only a promotion under way (to be verified first).
+    pub fn is_promotion_hint(self) -> bool {
+        self == Kind::Promoting
+    }
 }
 
 /// The channels the watcher subscribes to, with what each announces.
-pub const CHANNELS: [(&str, Kind); 2] = [
+pub const CHANNELS: [(&str, Kind); 5] = [
     ("+switch-master", Kind::SwitchMaster),
     ("+promoted-slave", Kind::PromotedSlave),
+    ("+selected-slave", Kind::Promoting),
+    ("+failover-state-send-slaveof-noone", Kind::Promoting),
+    ("+failover-state-wait-promotion", Kind::Promoting),
 ];
 
 /// A well-formed event: which master, and the address it names (the new
@@ -49,11 +66,12 @@ pub enum EventError {
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ch = CHANNELS
-            .iter()
-            .find(|(_, k)| *k == self.kind)
-            .map_or("?", |(c, _)| c);
-        write!(f, "{ch} {} {}:{}", self.master, self.addr.0, self.addr.1)
+        let what = match self.kind {
+            Kind::SwitchMaster => "+switch-master",
+            Kind::PromotedSlave => "+promoted-slave",
+            Kind::Promoting => "promoting",
+        };
+        write!(f, "{what} {} {}:{}", self.master, self.addr.0, self.addr.1)
     }
 }
 
@@ -97,9 +115,14 @@ pub fn parse_event(channel: &str, payload: &str) -> Result<Event, EventError> {
                 addr: (host(f[3])?, port(f[4])?),
             })
         }
-        Kind::PromotedSlave => {
+        Kind::PromotedSlave | Kind::Promoting => {
             if f.len() != 8 || f[0] != "slave" || f[4] != "@" {
-                return Err(EventError::InstanceFields("+promoted-slave"));
+                let ch = CHANNELS
+                    .iter()
+                    .find(|(c, _)| *c == channel)
+                    .expect("found above")
+                    .0;
+                return Err(EventError::InstanceFields(ch));
             }
             host(f[6])?;
             port(f[7])?;
@@ -133,6 +156,22 @@ mod tests {
             (e.master.as_str(), e.addr.0.to_string().as_str()),
             ("mymaster", "192.0.2.13")
         );
+        // The leader's failover-state events, as Redis 7.0 and Valkey 8.1
+        // publish them (recorded in the lab).
+        for ch in [
+            "+selected-slave",
+            "+failover-state-send-slaveof-noone",
+            "+failover-state-wait-promotion",
+        ] {
+            let e = parse_event(
+                ch,
+                "slave 192.0.2.12:6379 192.0.2.12 6379 @ mymaster 192.0.2.11 6379",
+            )
+            .unwrap();
+            assert!(e.kind.is_promotion_hint(), "{ch}");
+            assert_eq!(e.addr, (Host::parse("192.0.2.12").unwrap(), 6379));
+        }
+        assert!(!Kind::SwitchMaster.is_promotion_hint());
     }
 
     #[test]
@@ -140,6 +179,7 @@ mod tests {
         use EventError::*;
         let sw = "+switch-master";
         let pr = "+promoted-slave";
+        let wp = "+failover-state-wait-promotion";
         #[rustfmt::skip]
         let cases: Vec<(&str, &str, EventError)> = vec![
             (sw, "", SwitchFields(1)),
@@ -152,12 +192,67 @@ mod tests {
             (sw, "-m 192.0.2.11 6379 192.0.2.12 6379", MasterName("-m".into())),
             (pr, "slave 192.0.2.13:6379 192.0.2.13 6379 mymaster 192.0.2.11 6379", InstanceFields(pr)),
             (pr, "sentinel 192.0.2.13:6379 192.0.2.13 6379 @ mymaster 192.0.2.11 6379", InstanceFields(pr)),
+            (wp, "master mymaster 192.0.2.11 6379", InstanceFields(wp)),
+            (wp, "slave 192.0.2.13:6379 192.0.2.13 6379 @ mymaster 192.0.2.11", InstanceFields(wp)),
+            (wp, "slave 192.0.2.13:6379 192.0.2.313 6379 @ mymaster 192.0.2.11 6379", Address("192.0.2.313".into())),
             ("+sdown", "master mymaster 192.0.2.11 6379", Channel("+sdown".into())),
         ];
         for (ch, p, want) in cases {
             let e = parse_event(ch, p).unwrap_err();
             assert_eq!(e, want, "{ch} {p:?}");
             assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    /// Every payload the watcher reads, as Redis 7.0.15 and Valkey 8.1.8
+    /// published it in a real failover (a `message` array or a RESP3 push).
+    #[test]
+    fn recorded_payloads_from_redis_and_valkey() {
+        use crate::sentinel::reply::tests::{fixture, SERVERS};
+        use crate::sentinel::reply::text;
+        use redis::Value;
+        for server in SERVERS {
+            for proto in ["resp2", "resp3"] {
+                for (file, channel, kind) in [
+                    ("event+switch-master", "+switch-master", Kind::SwitchMaster),
+                    (
+                        "event+promoted-slave.slave",
+                        "+promoted-slave",
+                        Kind::PromotedSlave,
+                    ),
+                    (
+                        "event+selected-slave.slave",
+                        "+selected-slave",
+                        Kind::Promoting,
+                    ),
+                    (
+                        "event+failover-state-send-slaveof-noone.slave",
+                        "+failover-state-send-slaveof-noone",
+                        Kind::Promoting,
+                    ),
+                    (
+                        "event+failover-state-wait-promotion.slave",
+                        "+failover-state-wait-promotion",
+                        Kind::Promoting,
+                    ),
+                ] {
+                    let msg = match fixture(server, &format!("{file}.{proto}")) {
+                        Value::Array(v) => v,
+                        Value::Push { data, .. } => data,
+                        v => panic!("{server} {file}: {v:?}"),
+                    };
+                    // [message, channel, payload]; a push carries its kind apart.
+                    let n = msg.len();
+                    let (ch, payload) = (text(&msg[n - 2]).unwrap(), text(&msg[n - 1]).unwrap());
+                    assert_eq!(ch, channel);
+                    let e = parse_event(&ch, &payload).unwrap();
+                    assert_eq!(
+                        (e.kind, e.master.as_str()),
+                        (kind, "mymaster"),
+                        "{server} {file}"
+                    );
+                }
+            }
         }
     }
 }

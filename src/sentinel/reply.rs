@@ -110,9 +110,23 @@ pub fn parse_answer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sentinel::verdict::tests::rep;
+
+    /// The servers whose replies were recorded in the lab
+    /// (`scripts/record-replies.py`, `tests/fixtures/replies/`).
+    pub(crate) const SERVERS: [&str; 2] = ["redis-7.0.15", "valkey-8.1.8"];
+
+    /// A recorded reply, exactly as the server sent it.
+    pub(crate) fn fixture(server: &str, name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/replies/{server}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        redis::parse_redis_value(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
 
     /// A reply as Sentinel sends it on the wire (RESP2 or RESP3).
     fn wire(resp: &str) -> Value {
@@ -211,5 +225,43 @@ mod tests {
             matches!(&noauth, ReplyError::Refused { said, .. } if said.contains("Authentication required")),
             "{noauth:?}"
         );
+    }
+
+    /// The same pipeline answered by real Sentinels: Redis 7.0.15 and
+    /// Valkey 8.1.8, RESP2 and RESP3, a monitored and an unknown name.
+    #[test]
+    fn recorded_replies_from_redis_and_valkey() {
+        for server in SERVERS {
+            for proto in ["resp2", "resp3"] {
+                let f = |name: &str| fixture(server, &format!("{name}.{proto}"));
+                let vals = [
+                    f("sentinel-master"),
+                    f("sentinel-get-master-addr"),
+                    f("sentinel-master-unknown"),
+                    f("sentinel-get-master-addr-unknown"),
+                ];
+                let r = parse_answer(&vals, &["mymaster", "nosuch"]).unwrap();
+                let m = r["mymaster"].as_ref().expect("mymaster reported");
+                assert_eq!(
+                    (m.host.to_string().as_str(), m.port, m.epoch),
+                    ("192.0.2.11", 6379, 0),
+                    "{server} {proto}"
+                );
+                assert_eq!(r["nosuch"], None, "{server} {proto}");
+            }
+            // A password-protected Sentinel asked without one, and a data
+            // node asked by mistake: the whole answer is refused.
+            let f = |name: &str| fixture(server, &format!("{name}.resp2"));
+            for (a, b) in [
+                ("sentinel-noauth", "sentinel-noauth"),
+                ("data-sentinel-master", "data-sentinel-get-master-addr"),
+            ] {
+                let e = parse_answer(&[f(a), f(b)], &["mymaster"]).unwrap_err();
+                assert!(
+                    matches!(e, ReplyError::Refused { .. }),
+                    "{server} {a}: {e:?}"
+                );
+            }
+        }
     }
 }

@@ -28,6 +28,10 @@ pub enum AskError {
     Refused(String),
     #[error("unexpected reply: {0}")]
     Reply(#[from] ReplyError),
+    /// Not heard before the answers in hand settled the question: it may
+    /// be slow, or its host gone.
+    #[error("not waited for: {0}")]
+    NotWaited(String),
 }
 
 /// One Sentinel's answer for all the names asked: per name, its report, or

@@ -5,6 +5,7 @@
 //! sooner. This module holds the select loop and the I/O; every rule about
 //! repeats, trust and announcing lives in [`state`], as plain state.
 
+mod promotion;
 mod state;
 mod subscribe;
 
@@ -31,6 +32,7 @@ use crate::error::{exit_code, one_line, permanent};
 use crate::lock;
 use crate::netlink::{self, Event as KernelEvent};
 use crate::sentinel::Event;
+use promotion::{Next, Promotions, Replica};
 use state::{kernel_cue, KernelCue, State, Trust};
 
 /// Why a pass runs.
@@ -42,9 +44,24 @@ enum Trigger {
         at: Instant,
     },
     Subscribed(String),
+    /// A subscription was lost: that Sentinel's link is down.
+    Unsubscribed(String),
     Kernel(KernelEvent, Instant),
     /// A hook handed its call over the control socket.
     Hook(HookRequest),
+    /// The Sentinel that hinted at a promotion confirmed it, or not.
+    Leader {
+        master: String,
+        replica: Replica,
+        confirmed: Result<(), String>,
+    },
+    /// The promoted replica answered `ROLE` master (when, and where it
+    /// is), or did not before the deadline.
+    Role {
+        master: String,
+        replica: Replica,
+        master_at: Result<(Instant, Vec<std::net::IpAddr>), String>,
+    },
 }
 
 impl From<HookRequest> for Trigger {
@@ -59,6 +76,7 @@ struct Watcher {
     tx: mpsc::Sender<Trigger>,
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
     state: State,
+    promotions: Promotions,
     /// Hook requests waiting for the next pass (which begins asking after
     /// they arrived, so its answer is news to them).
     pending: Vec<HookRequest>,
@@ -84,6 +102,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     let control = tokio::spawn(control.serve(tx.clone()));
     let mut w = Watcher {
         state: State::new(cfg.announce.clone()),
+        promotions: Promotions::new(cfg.follow_promotion_deadline),
         engine: Engine::new(cfg)?,
         path,
         tx: tx.clone(),
@@ -161,6 +180,29 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     w.exit().await
 }
 
+/// How often a replica being promoted is asked `ROLE`.
+const ROLE_EVERY: Duration = Duration::from_millis(2);
+/// A followed promotion's replica is asked again by passes after this.
+const RECHECK_AFTER: Duration = Duration::from_millis(200);
+
+/// The promoted replicas in `recheck` that no longer answer master (an
+/// error counts as no: the promotion is then dropped, and the Sentinels'
+/// answer rules, which is where the watcher would be without it).
+async fn still_master(cfg: &Config, recheck: &[(String, Replica)]) -> Vec<(String, Replica)> {
+    let checks = recheck.iter().map(|(m, r)| async move {
+        let role = match crate::datanode::Node::new(cfg, r) {
+            Ok(mut n) => n.role().await.ok(),
+            Err(_) => None,
+        };
+        (role != Some(crate::datanode::Role::Master)).then(|| (m.clone(), r.clone()))
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Tells systemd (`Type=notify`); a no-op when not started by it.
 fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
@@ -205,6 +247,11 @@ impl Watcher {
                 Trigger::Sentinel { from, ev, at } => {
                     if self.engine.cfg.vip_for(&ev.master).is_none() {
                         info!(sentinel = %from, event = %ev, "event for a master not configured here; ignored");
+                    } else if ev.kind.is_promotion_hint() {
+                        if self.engine.cfg.follow_promotion {
+                            let next = self.promotions.hint(&ev.master, &from, &ev.addr);
+                            self.follow(&ev.master, &ev.addr, next);
+                        }
                     } else if !self.state.needs_pass(at) {
                         debug!(sentinel = %from, event = %ev, "event already seen by a later pass");
                     } else {
@@ -214,8 +261,10 @@ impl Watcher {
                 Trigger::Subscribed(ep) => {
                     // Pub/sub drops what was published while we were away.
                     debug!(sentinel = %ep, "subscribed; reconciling for anything missed");
+                    self.state.link(&ep, true);
                     run = earliest(run, now);
                 }
+                Trigger::Unsubscribed(ep) => self.state.link(&ep, false),
                 Trigger::Kernel(e, at) => {
                     let cfg = &self.engine.cfg;
                     match kernel_cue(&e, |ip| cfg.is_vip(ip)) {
@@ -230,6 +279,46 @@ impl Watcher {
                         _ => debug!(event = ?e, "kernel event"),
                     }
                     run = earliest(run, at);
+                }
+                Trigger::Leader {
+                    master,
+                    replica,
+                    confirmed,
+                } => {
+                    match &confirmed {
+                        Ok(()) => {
+                            info!(master = %master, replica = %replica.0, "promotion: the leader confirms it; waiting for ROLE master")
+                        }
+                        Err(e) => {
+                            info!(master = %master, replica = %replica.0, why = %e, "promotion hint not confirmed; ignored")
+                        }
+                    }
+                    let next = self
+                        .promotions
+                        .checked(now, &master, &replica, confirmed.is_ok());
+                    self.follow(&master, &replica, next);
+                }
+                Trigger::Role {
+                    master,
+                    replica,
+                    master_at,
+                } => {
+                    let seen = match master_at {
+                        Ok((at, ips)) => {
+                            info!(master = %master, replica = %replica.0, "promotion: the replica answers ROLE master");
+                            Some((at, ips))
+                        }
+                        Err(e) => {
+                            warn!(master = %master, replica = %replica.0, error = %e, "promotion not followed: no ROLE master from the replica");
+                            None
+                        }
+                    };
+                    let at = seen.as_ref().map(|(at, _)| *at);
+                    if let (Next::Pass, Some(at)) =
+                        (self.promotions.role(&master, &replica, seen), at)
+                    {
+                        run = earliest(run, at);
+                    }
                 }
                 Trigger::Hook(r) => {
                     info!(peer = %r.peer, master = %r.call.master, to = %r.call.to.0, "hook request");
@@ -248,6 +337,53 @@ impl Watcher {
         }
         if let Some(at) = run {
             self.pass("event", Some(at), announce_held).await;
+        }
+    }
+
+    /// Starts the I/O a promotion's next step needs; its outcome comes back
+    /// as a trigger.
+    fn follow(&self, master: &str, replica: &Replica, next: Next) {
+        let tx = self.tx.clone();
+        let (master, replica) = (master.to_string(), replica.clone());
+        match next {
+            Next::Nothing | Next::Pass => {}
+            Next::AskLeader { sentinel, seen } => {
+                let Some(leader) = self.engine.sentinels.leader(&sentinel) else {
+                    return;
+                };
+                info!(master = %master, replica = %replica.0, sentinel = %sentinel, "promotion hint; asking the leader");
+                tokio::spawn(async move {
+                    let confirmed = match leader.failover(&master).await {
+                        Ok(view) => view.confirms(&replica, seen).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx
+                        .send(Trigger::Leader {
+                            master,
+                            replica,
+                            confirmed,
+                        })
+                        .await;
+                });
+            }
+            Next::WaitMaster { until } => {
+                let node = crate::datanode::Node::new(&self.engine.cfg, &replica);
+                tokio::spawn(async move {
+                    let master_at = async {
+                        let at = node?.wait_master(ROLE_EVERY, until).await?;
+                        Ok::<_, anyhow::Error>((at, resolve(&replica.0).await?))
+                    }
+                    .await
+                    .map_err(|e| one_line(&e));
+                    let _ = tx
+                        .send(Trigger::Role {
+                            master,
+                            replica,
+                            master_at,
+                        })
+                        .await;
+                });
+            }
         }
     }
 
@@ -292,11 +428,19 @@ impl Watcher {
             .map_err(|e| format!("cannot take the lock: {}", one_line(&e)))?;
         let names = cfg.masters();
         self.state.asking(Instant::now());
-        let view = self
-            .engine
-            .gather(&names)
-            .await
-            .map_err(|e| format!("netlink dump failed: {}", one_line(&e)))?;
+        // A followed promotion stands only while its replica is master:
+        // ask again, beside the Sentinels.
+        let recheck = self.promotions.to_recheck(Instant::now(), RECHECK_AFTER);
+        let (view, demoted) = tokio::join!(
+            self.engine.gather_knowing(&names, self.state.known_down()),
+            still_master(&self.engine.cfg, &recheck)
+        );
+        let view = view.map_err(|e| format!("netlink dump failed: {}", one_line(&e)))?;
+        for (master, replica) in demoted {
+            info!(master = %master, replica = %replica.0, "promotion over: the replica is no longer master");
+            self.promotions.demoted(&master, &replica);
+        }
+        self.state.answered(&view.answers);
         for (a, (_, reset)) in view.answers.iter().zip(&self.subscribers) {
             if a.unreachable() {
                 // The connection failed, so the subscription is suspect
@@ -312,15 +456,19 @@ impl Watcher {
             let (v, answer) = view.master(&vip.master);
             // The newest request for this master, if a hook is waiting.
             let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
-            let master = match self.state.trust(
-                now,
-                &vip.master,
-                v.majority(),
-                &answer,
-                hook.is_some(),
-            ) {
-                Trust::Master(m) => m,
-                Trust::HookArgs => {
+            let epoch = v.master.as_ref().map(|r| r.epoch);
+            if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
+                self.promotions.saw(&vip.master, e);
+            }
+            let trusted = self
+                .state
+                .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
+            // A followed promotion goes before the Sentinels' answer until
+            // they reach a newer configuration.
+            let master = match (self.promotions.master_for(&vip.master, epoch), trusted) {
+                (Some(promoted), _) => promoted,
+                (None, Trust::Master(m)) => m,
+                (None, Trust::HookArgs) => {
                     let to = &hook.expect("only with a hook waiting").call.to.0;
                     match resolve(to).await {
                         Ok(ips) => {

@@ -4,7 +4,7 @@
 //! announced next. Methods take `now` and inputs and return what to do;
 //! no I/O, no clock of its own, so every rule is table-tested without root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use crate::announce::Target;
 use crate::config::AnnounceConfig;
 use crate::decide::Master;
 use crate::netlink::Event;
+use crate::sentinel::{Answer, AskError};
 
 /// What a pass trusts for one master.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +75,10 @@ pub struct State {
     /// the watcher first asked, if none ever has).
     majority_at: HashMap<String, Instant>,
     schedules: HashMap<IpAddr, Schedule>,
+    /// Sentinels (by endpoint) whose link is known to be down: their
+    /// subscription is lost, or they did not answer the last question. A
+    /// pass does not wait for them once a majority has answered.
+    down: HashSet<String>,
 }
 
 impl State {
@@ -83,7 +88,35 @@ impl State {
             asked_at: None,
             majority_at: HashMap::new(),
             schedules: HashMap::new(),
+            down: HashSet::new(),
         }
+    }
+
+    /// A Sentinel's subscription came up (`true`) or was lost.
+    pub fn link(&mut self, sentinel: &str, up: bool) {
+        if up {
+            self.down.remove(sentinel);
+        } else {
+            self.down.insert(sentinel.to_string());
+        }
+    }
+
+    /// What a pass's answers say of each link: an answer (even a wrong
+    /// one) means it works; no answer means down until one comes.
+    pub fn answered(&mut self, answers: &[Answer]) {
+        for a in answers {
+            match &a.reply {
+                Err(AskError::Unreachable(_) | AskError::NotWaited(_)) => {
+                    self.link(&a.sentinel, false)
+                }
+                _ => self.link(&a.sentinel, true),
+            }
+        }
+    }
+
+    /// The Sentinels a pass need not wait for.
+    pub fn known_down(&self) -> &HashSet<String> {
+        &self.down
     }
 
     /// After a reload: new announcement settings, no schedules (the next
@@ -343,6 +376,32 @@ mod tests {
         assert_eq!(due, [b, a]);
         s.reload(AnnounceConfig::default());
         assert!(s.next_due().is_none(), "a reload forgets the schedules");
+    }
+
+    #[test]
+    fn links_known_down() {
+        let answer = |ep: &str, reply| Answer {
+            sentinel: ep.into(),
+            reply,
+        };
+        let mut s = state(3, 5000);
+        assert!(s.known_down().is_empty());
+        s.link("192.0.2.11:26379", false);
+        s.answered(&[
+            answer("192.0.2.12:26379", Err(AskError::NotWaited("5 ms".into()))),
+            answer(
+                "192.0.2.13:26379",
+                Err(AskError::Unreachable("refused".into())),
+            ),
+        ]);
+        assert_eq!(s.known_down().len(), 3);
+        // An answer, even a refusal, proves the link; so does a subscription.
+        s.answered(&[
+            answer("192.0.2.12:26379", Ok(HashMap::new())),
+            answer("192.0.2.13:26379", Err(AskError::Refused("NOAUTH".into()))),
+        ]);
+        s.link("192.0.2.11:26379", true);
+        assert!(s.known_down().is_empty());
     }
 
     #[test]

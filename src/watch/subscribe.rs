@@ -74,6 +74,9 @@ pub(super) async fn subscribe(
                     }
                 }
                 warn!(sentinel = %ep, "subscription lost; reconnecting");
+                if tx.send(Trigger::Unsubscribed(ep.clone())).await.is_err() {
+                    return;
+                }
                 // Only a subscription that lasted earns a quick reconnect:
                 // an endpoint that accepts SUBSCRIBE but fails every
                 // question (a data Redis listed by mistake) would
