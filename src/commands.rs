@@ -338,11 +338,36 @@ async fn check(config: Result<Config>) -> Result<()> {
         cfg.sentinels.len()
     );
     let mut bad = Vec::new();
+    // Which path a hook run like this process would take: the watcher's
+    // socket if a watcher answers, else its own capabilities.
     let missing = crate::caps::missing();
-    if missing.is_empty() {
-        println!("ok   capabilities: CAP_NET_ADMIN and CAP_NET_RAW");
-    } else {
-        bad.push(format!("missing capability {}", missing.join(" and ")));
+    let sock = cfg.control_socket.display().to_string();
+    let ping = crate::control::client::request(
+        &cfg.control_socket,
+        &crate::control::Request::Ping {},
+        Duration::from_secs(2),
+    )
+    .await;
+    match (ping, missing.is_empty()) {
+        (Ok(r), _) => {
+            println!(
+                "ok   hook: hands its call to the watcher on {sock} ({})",
+                r.message
+            );
+            if !missing.is_empty() {
+                println!(
+                    "note this process lacks {} (not needed while the watcher answers)",
+                    missing.join(" and ")
+                );
+            }
+        }
+        (Err(f), true) => println!(
+            "ok   hook: {f} on {sock}; the hook acts itself with CAP_NET_ADMIN and CAP_NET_RAW"
+        ),
+        (Err(f), false) => bad.push(format!(
+            "hook: {f} on {sock} and this process lacks {}: hooks exit 1 until the watcher runs",
+            missing.join(" and ")
+        )),
     }
     let engine = Engine::new(cfg)?;
     let snap = engine.nl.snapshot().await?;

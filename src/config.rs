@@ -20,6 +20,10 @@ pub const DEFAULT_PATH: &str = "/etc/sentinel-vip/sentinel-vip.toml";
 /// unprivileged Sentinel user can create the lock; it is emptied at boot,
 /// like the VIPs themselves.
 pub const DEFAULT_LOCK: &str = "/run/lock/sentinel-vip.lock";
+/// Where the watcher listens for hooks (systemd's `RuntimeDirectory=`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sentinel-vip/control.sock";
+/// The group Sentinel runs as on Debian and Ubuntu: it may use the socket.
+pub const DEFAULT_CONTROL_GROUP: &str = "redis";
 
 /// An address with its prefix length, as `ip addr add` takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,6 +205,13 @@ pub struct Config {
     pub sentinel_timeout_ms: u64,
     pub log_file: Option<PathBuf>,
     pub lock_file: Option<PathBuf>,
+    /// The watcher's Unix socket, through which unprivileged hooks ask it
+    /// for a pass.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Group that may use the socket (mode 0660).
+    #[serde(default = "default_control_group")]
+    pub control_socket_group: String,
     #[serde(default = "default_reconcile_interval")]
     pub reconcile_interval_ms: u64,
     #[serde(default)]
@@ -217,6 +228,12 @@ pub struct Config {
 
 fn default_sentinel_timeout() -> u64 {
     300
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+fn default_control_group() -> String {
+    DEFAULT_CONTROL_GROUP.to_string()
 }
 fn default_reconcile_interval() -> u64 {
     1000
@@ -299,6 +316,26 @@ impl Config {
         }
         if self.sentinel_loss_after_ms < 100 {
             return Err("sentinel_loss_after_ms must be >= 100".into());
+        }
+        let sock = self.control_socket.as_os_str().len();
+        if !self.control_socket.is_absolute() || sock > 107 {
+            return Err(format!(
+                "control_socket `{}` must be an absolute path of at most 107 bytes",
+                self.control_socket.display()
+            ));
+        }
+        let g = &self.control_socket_group;
+        if g.is_empty()
+            || g.len() > 32
+            || g.starts_with('-')
+            || !g
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(format!(
+                "control_socket_group `{}` is not a group name",
+                g.escape_debug()
+            ));
         }
         if self.sentinel_password.is_none() && self.sentinel_username.is_some() {
             return Err("sentinel_username needs sentinel_password".into());
@@ -387,6 +424,8 @@ count = 2
         assert_eq!(c.on_exit, Policy::Keep);
         assert_eq!(c.on_sentinel_loss, Policy::Keep);
         assert_eq!(c.reconcile_interval_ms, 1000);
+        assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        assert_eq!(c.control_socket_group, "redis");
         assert_eq!(c.vip_for("cache").unwrap().interface, "eth0");
         assert!(c.vip_for("other").is_none());
     }
@@ -452,6 +491,22 @@ count = 2
             (
                 format!("{VIP}[announce]\ninterval_ms = 40000\n"),
                 "fit in 50 s",
+            ),
+            (
+                format!("control_socket = \"run/x.sock\"\n{VIP}"),
+                "absolute path",
+            ),
+            (
+                format!("control_socket = \"/{}\"\n{VIP}", "a".repeat(107)),
+                "at most 107 bytes",
+            ),
+            (
+                format!("control_socket_group = \"-r\"\n{VIP}"),
+                "not a group name",
+            ),
+            (
+                format!("control_socket_group = \"a b\"\n{VIP}"),
+                "not a group name",
             ),
             ("sentinels = []\n".to_string(), "no [[vip]]"),
             ("sentinels = [\n".to_string(), "line"),

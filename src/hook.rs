@@ -1,19 +1,23 @@
 //! Hook mode: Sentinel's `client-reconfig-script`. Validates the seven
-//! arguments, then converges to what the Sentinels say *now* (a retried call
-//! can arrive hours late), falling back to the arguments only when no
-//! Sentinel answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
+//! arguments, then hands the call to the watcher over its control socket
+//! (under a hardened Sentinel the hook holds no privilege), or, with no
+//! watcher and both capabilities, acts itself. Either way the pass
+//! converges to what the Sentinels say *now* (a retried call can arrive
+//! hours late), falling back to the arguments only when no Sentinel
+//! answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
 
 use std::ffi::OsString;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::control::{client, server::ANSWER_DEADLINE, Request};
 use crate::decide::Master;
 use crate::engine::{local_addrs, ms, resolve, Announce, Engine};
 use crate::error::permanent;
-use crate::hookargs::{self, Role};
+use crate::hookargs::{self, HookCall, Role};
 use crate::lock;
 
 pub async fn run(
@@ -35,6 +39,54 @@ pub async fn run(
         info!(master = %call.master, "hook: master not configured here; nothing to do");
         return Ok(());
     };
+    let to = format!("{}:{}", call.to.0, call.to.1);
+    // Sentinel's call, as received, for the watcher to validate again.
+    let args = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let handed = client::request(
+        &cfg.control_socket,
+        &Request::Hook { args },
+        ANSWER_DEADLINE,
+    )
+    .await;
+    let why_direct = match handed {
+        Ok(reply) => {
+            info!(
+                master = %call.master, role, to = %to, code = reply.code, result = %reply.message,
+                elapsed_ms = ms(t0), "hook: answered by the watcher"
+            );
+            return match reply.code {
+                0 => Ok(()),
+                1 => Err(anyhow!("watcher: {}", reply.message)),
+                _ => Err(permanent(format!("watcher: {}", reply.message))),
+            };
+        }
+        Err(f) => format!("{} on {}", f, cfg.control_socket.display()),
+    };
+    let missing = crate::caps::missing();
+    if !missing.is_empty() {
+        // Transient: Sentinel retries, and the watcher may be back by then.
+        return Err(anyhow!(
+            "hook: {why_direct}, and this process lacks {} to act itself; start sentinel-vip.service",
+            missing.join(" and ")
+        ));
+    }
+    info!(master = %call.master, why = %why_direct, "hook: acting itself");
+    direct(call, cfg, vip, role, to, t0).await
+}
+
+/// Today's path for hosts where Sentinel runs unconfined: the hook holds
+/// both capabilities and runs the pass itself, under the host lock.
+async fn direct(
+    call: HookCall,
+    cfg: Config,
+    vip: crate::config::VipConfig,
+    role: &str,
+    to: String,
+    t0: Instant,
+) -> Result<()> {
     let engine = Engine::new(cfg)?;
     let lock = lock::acquire(&engine.cfg.lock_path()).await?;
     let waited = ms(t0);
@@ -104,7 +156,7 @@ pub async fn run(
         Err(e) => format!("error: {}", crate::error::one_line(e)),
     };
     info!(
-        master = %call.master, role, to = %format!("{}:{}", call.to.0, call.to.1),
+        master = %call.master, role, to = %to,
         sentinel = %said, decided = ?master, result = %changed,
         lock_wait_ms = waited, elapsed_ms = elapsed,
         "hook"

@@ -14,14 +14,17 @@
 //!   and the AF_PACKET sender (never `arping`).
 //! * [`sentinel`] – asking Sentinels who the master is; pub/sub payloads.
 //! * [`engine`]   – one reconcile pass: gather the view, decide, apply.
+//! * [`control`]  – the watcher's Unix socket: hooks without privileges
+//!   hand their call to the watcher and get the pass's outcome back.
 //! * [`hook`], [`commands`], [`watch`] – the modes built on the engine.
-//! * [`lock`], [`caps`], [`logging`], [`error`] – small supporting pieces.
+//! * [`lock`], [`caps`], [`users`], [`logging`], [`error`] – small supporting pieces.
 
 pub mod announce;
 pub mod caps;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod decide;
 pub mod engine;
 pub mod error;
@@ -31,6 +34,7 @@ pub mod lock;
 pub mod logging;
 pub mod netlink;
 pub mod sentinel;
+pub mod users;
 pub mod watch;
 
 pub use error::{exit_code, Permanent};

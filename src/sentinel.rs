@@ -52,6 +52,17 @@ impl Verdict {
     }
 }
 
+/// For logs and replies: `192.0.2.12:6379 epoch 4 (3/3 answered)`.
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.master {
+            Some(r) => write!(f, "{}:{} epoch {} ", r.host, r.port, r.epoch)?,
+            None => f.write_str("no master known ")?,
+        }
+        write!(f, "({}/{} answered)", self.answered, self.total)
+    }
+}
+
 /// Pure: combines the answers for `name`. Ties in epoch (an observer that
 /// caught up and the leader) go to the address most Sentinels report.
 pub fn verdict(answers: &[Answer], name: &str) -> Verdict {

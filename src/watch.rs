@@ -21,9 +21,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::announce::Target;
 use crate::config::{Config, Policy};
+use crate::control::server::{self, HookRequest};
+use crate::control::Reply;
 use crate::decide::{Action, Master, Presence};
-use crate::engine::{local_addrs, ms, presence, Announce, Engine};
-use crate::error::{one_line, permanent};
+use crate::engine::{local_addrs, ms, presence, resolve, Announce, Engine};
+use crate::error::{exit_code, one_line, permanent};
 use crate::lock;
 use crate::netlink::{self, Event};
 use crate::sentinel::{parse_event, MasterMoved, CHANNELS};
@@ -38,6 +40,14 @@ enum Trigger {
     },
     Subscribed(String),
     Kernel(Event, Instant),
+    /// A hook handed its call over the control socket.
+    Hook(HookRequest),
+}
+
+impl From<HookRequest> for Trigger {
+    fn from(r: HookRequest) -> Trigger {
+        Trigger::Hook(r)
+    }
 }
 
 /// Announcement schedule of one held VIP.
@@ -65,6 +75,13 @@ struct Watcher {
     /// failover back to the same node, and let a forged event mask a
     /// real one.)
     asked_at: Option<Instant>,
+    /// Hook requests waiting for the next pass (which begins asking after
+    /// they arrived, so its answer is news to them).
+    pending: Vec<HookRequest>,
+    /// The last STATUS= sent to systemd, so that only changes are sent.
+    status: String,
+    /// Passes run so far, for the log: which requests one pass answered.
+    passes: u64,
 }
 
 pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -76,6 +93,11 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         )));
     }
     let (tx, mut rx) = mpsc::channel(4096);
+    // Bound before the first pass: a hook that arrives meanwhile waits in
+    // the queue instead of finding no watcher.
+    let control = server::bind(&cfg.control_socket, &cfg.control_socket_group)?;
+    info!(socket = %control.path().display(), group = %cfg.control_socket_group, "control socket ready");
+    let control = tokio::spawn(control.serve(tx.clone()));
     let mut w = Watcher {
         engine: Engine::new(cfg)?,
         path,
@@ -84,6 +106,9 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         last_majority: HashMap::new(),
         schedules: HashMap::new(),
         asked_at: None,
+        pending: Vec::new(),
+        status: String::new(),
+        passes: 0,
     };
     let kernel = {
         let mut events = netlink::monitor()?;
@@ -107,7 +132,12 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     );
     w.spawn_subscribers();
     w.pass("start", None, true).await;
+    notify(&[sd_notify::NotifyState::Ready]);
     let mut tick = w.ticker();
+    // systemd's WatchdogSec: pet it from the loop itself, so a loop stuck
+    // in a pass is restarted.
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut dog = interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     loop {
         let due = w.schedules.values().map(|s| s.next).min();
         let announce_due = sleep_until(
@@ -126,19 +156,34 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
             }
             _ = tick.tick() => w.pass("timer", None, false).await,
             _ = announce_due => w.announce_due(),
+            _ = dog.tick(), if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
                 w.reload().await;
                 tick = w.ticker();
+                notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,
             _ = &mut shutdown => break,
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    // Dropping the listener removes the socket file: a hook started from
+    // now on finds no watcher instead of waiting on one that is leaving.
+    control.abort();
+    let _ = control.await;
     kernel.abort();
     for (h, _) in &w.subscribers {
         h.abort();
     }
     w.exit().await
+}
+
+/// Tells systemd (`Type=notify`); a no-op when not started by it.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        debug!(error = %e, "sd_notify failed");
+    }
 }
 
 impl Watcher {
@@ -205,6 +250,19 @@ impl Watcher {
                     }
                     run = Some(run.unwrap_or(at));
                 }
+                Trigger::Hook(r) => {
+                    info!(peer = %r.peer, master = %r.call.master, to = %r.call.to.0, "hook request");
+                    if self.engine.cfg.vip_for(&r.call.master).is_none() {
+                        let why = format!(
+                            "master {} is not configured here; nothing to do",
+                            r.call.master
+                        );
+                        let _ = r.reply.send(Reply::new(0, why));
+                        continue;
+                    }
+                    run = Some(run.map_or(r.at, |x: Instant| x.min(r.at)));
+                    self.pending.push(r);
+                }
             }
         }
         if let Some(at) = run {
@@ -212,14 +270,42 @@ impl Watcher {
         }
     }
 
-    /// One reconcile pass over every VIP: one Sentinel round, one netlink
-    /// dump, then decide and apply per VIP.
+    /// One reconcile pass over every VIP, then the answers to the hook
+    /// requests that were waiting for it.
     async fn pass(&mut self, why: &str, since: Option<Instant>, announce_held: bool) {
+        let requests = std::mem::take(&mut self.pending);
+        self.passes += 1;
+        let outcome = self.pass_once(why, since, announce_held, &requests).await;
+        if let Err(e) = &outcome {
+            error!(error = %e, "pass failed");
+        }
+        for r in requests {
+            let reply = match &outcome {
+                Ok(per_master) => per_master[&r.call.master].clone(),
+                Err(e) => Reply::new(1, format!("pass failed: {e}")),
+            };
+            info!(
+                peer = %r.peer, master = %r.call.master, code = reply.code, message = %reply.message,
+                wait_ms = ms(r.at), pass = self.passes, "hook request answered"
+            );
+            let _ = r.reply.send(reply);
+        }
+        self.set_status();
+    }
+
+    /// One Sentinel round, one netlink dump, then decide and apply per
+    /// VIP. Returns, per master, the reply a hook asking about it gets.
+    async fn pass_once(
+        &mut self,
+        why: &str,
+        since: Option<Instant>,
+        announce_held: bool,
+        requests: &[HookRequest],
+    ) -> Result<HashMap<String, Reply>, String> {
         let t0 = Instant::now();
-        let _lock = match lock::acquire(&self.engine.cfg.lock_path()).await {
-            Ok(l) => l,
-            Err(e) => return error!(error = %one_line(&e), "pass: cannot take the lock"),
-        };
+        let _lock = lock::acquire(&self.engine.cfg.lock_path())
+            .await
+            .map_err(|e| format!("cannot take the lock: {}", one_line(&e)))?;
         let cfg = &self.engine.cfg;
         let names: Vec<&str> = cfg.vip.iter().map(|v| v.master.as_str()).collect();
         self.asked_at = Some(Instant::now());
@@ -232,33 +318,69 @@ impl Watcher {
                 reset.notify_one();
             }
         }
-        let snap = match self.engine.nl.snapshot().await {
-            Ok(s) => s,
-            Err(e) => return error!(error = %one_line(&e), "pass: netlink dump failed"),
-        };
+        let snap = self
+            .engine
+            .nl
+            .snapshot()
+            .await
+            .map_err(|e| format!("netlink dump failed: {}", one_line(&e)))?;
         let local = local_addrs(&snap.addrs, cfg);
         let now = Instant::now();
         let mut changed = 0;
+        let mut replies = HashMap::new();
         for vip in &cfg.vip {
             let (v, m) = &masters[&vip.master];
             let last = *self.last_majority.entry(vip.master.clone()).or_insert(t0);
-            let master = if v.majority() {
+            if v.majority() {
                 self.last_majority.insert(vip.master.clone(), now);
-                m.clone()
-            } else {
-                // Without a majority no answer can be trusted; the policy
-                // decides how long we hold on.
-                let lost = now.duration_since(last).as_millis() as u64;
-                warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = lost, "no Sentinel majority");
-                Master::Unknown {
-                    lost_for_ms: Some(lost),
+            }
+            // The newest request for this master, if a hook is waiting.
+            let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
+            let master = match (hook, v.majority()) {
+                (_, true) if matches!(m, Master::Known(_)) => m.clone(),
+                // A hook's stale-call guard, as when it acts itself: any
+                // Sentinel's answer (highest epoch), and only with none at
+                // all its own arguments.
+                (Some(_), _) if matches!(m, Master::Known(_)) => m.clone(),
+                (Some(r), _) => match resolve(&r.call.to.0).await {
+                    Ok(ips) => {
+                        warn!(master = %vip.master, to = %r.call.to.0, "no Sentinel answered; acting on the hook's arguments");
+                        Master::Known(ips)
+                    }
+                    Err(e) => {
+                        let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
+                        replies.insert(vip.master.clone(), Reply::new(2, e));
+                        continue;
+                    }
+                },
+                // No Sentinels configured: nothing known, nothing lost.
+                (None, true) => m.clone(),
+                (None, false) => {
+                    // Without a majority no answer can be trusted; the
+                    // policy decides how long we hold on.
+                    let lost = now.duration_since(last).as_millis() as u64;
+                    warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = lost, "no Sentinel majority");
+                    Master::Unknown {
+                        lost_for_ms: Some(lost),
+                    }
                 }
             };
-            match self
+            let result = self
                 .engine
                 .converge(&snap, &local, vip, &master, Announce::Never)
-                .await
-            {
+                .await;
+            let reply = match &result {
+                Ok(o) => Reply::new(
+                    0,
+                    format!(
+                        "{}: {:?} {} (Sentinels: {v})",
+                        vip.master, o.action, vip.address
+                    ),
+                ),
+                Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
+            };
+            replies.insert(vip.master.clone(), reply);
+            match result {
                 Ok(o) => {
                     if !matches!(o.action, Action::Nothing | Action::Keep) {
                         changed += 1;
@@ -302,6 +424,30 @@ impl Watcher {
         let vips = cfg.vip.len();
         self.announce_due();
         debug!(why, vips, changed, elapsed_ms = ms(t0), "pass done");
+        Ok(replies)
+    }
+
+    /// STATUS= for systemd: what this host holds, sent when it changes.
+    fn set_status(&mut self) {
+        let held: Vec<String> = self
+            .engine
+            .cfg
+            .vip
+            .iter()
+            .filter(|v| self.schedules.contains_key(&v.address.ip))
+            .map(|v| format!("{} {}", v.master, v.address))
+            .collect();
+        let status = format!(
+            "{} of {} VIPs announced from here{}{}",
+            held.len(),
+            self.engine.cfg.vip.len(),
+            if held.is_empty() { "" } else { ": " },
+            held.join(", ")
+        );
+        if status != self.status {
+            notify(&[sd_notify::NotifyState::Status(&status)]);
+            self.status = status;
+        }
     }
 
     /// Sends every round that is due. A failed round is retried at the

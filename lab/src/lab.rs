@@ -4,6 +4,7 @@
 //! adding methods to `Lab`.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -113,8 +114,13 @@ impl Lab {
         self.node_dir(n).join("sentinel-vip.log")
     }
 
+    /// Node `n`'s control socket (the watcher listens, hooks connect).
+    pub fn control_socket(&self, n: usize) -> PathBuf {
+        self.node_dir(n).join("run").join("control.sock")
+    }
+
     /// Node `n`'s sentinel-vip lock file.
-    pub(crate) fn lock_path(&self, n: usize) -> PathBuf {
+    pub fn lock_path(&self, n: usize) -> PathBuf {
         self.node_dir(n).join("sentinel-vip.lock")
     }
 
@@ -149,6 +155,10 @@ impl Lab {
             let d = self.node_dir(n);
             fs::create_dir_all(d.join("redis"))
                 .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", d.display()));
+            let run = d.join("run");
+            fs::create_dir_all(&run)
+                .and_then(|_| fs::set_permissions(&run, fs::Permissions::from_mode(0o1777)))
+                .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", run.display()));
             write_file(
                 &self.config_path(n),
                 &self.sv_config(n, &self.opts.toml_top),
@@ -164,10 +174,15 @@ impl Lab {
             .map(|&m| format!("\"{}:{SENTINEL_PORT}\"", node_ip(m)))
             .collect::<Vec<_>>()
             .join(", ");
+        // The control socket in the lab's own dir (never the host's /run),
+        // in a directory the unprivileged watcher may create it in; group
+        // nogroup is the one `nobody` has, and root may use any.
         format!(
             "sentinels = [{sentinels}]\n\
              log_file = \"{}\"\n\
              lock_file = \"{}\"\n\
+             control_socket = \"{}\"\n\
+             control_socket_group = \"nogroup\"\n\
              {toml_top}\n\
              [[vip]]\n\
              master = \"{MASTER_NAME}\"\n\
@@ -176,6 +191,7 @@ impl Lab {
              {}\n",
             self.sv_log_path(n).display(),
             self.lock_path(n).display(),
+            self.control_socket(n).display(),
             self.opts.toml_tail,
         )
     }
@@ -219,16 +235,23 @@ impl Lab {
     // ----- logs --------------------------------------------------------------
 
     /// Lines of node `n`'s sentinel-vip log containing every one of `words`.
-    pub fn log_count(&self, n: usize, words: &[&str]) -> usize {
+    pub fn log_lines(&self, n: usize, words: &[&str]) -> Vec<String> {
         fs::read_to_string(self.sv_log_path(n))
             .unwrap_or_default()
             .lines()
             .filter(|l| words.iter().all(|w| l.contains(w)))
-            .count()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many lines of node `n`'s sentinel-vip log contain every one of
+    /// `words`.
+    pub fn log_count(&self, n: usize, words: &[&str]) -> usize {
+        self.log_lines(n, words).len()
     }
 
     /// Last `lines` lines of a file in node `n`'s dir.
-    fn tail(&self, n: usize, file: &str, lines: usize) -> String {
+    pub fn tail(&self, n: usize, file: &str, lines: usize) -> String {
         let text = fs::read_to_string(self.node_dir(n).join(file)).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")

@@ -86,26 +86,30 @@ impl Drop for Slot {
 
 /// Who a sentinel-vip run is: root, or `nobody` through setpriv with
 /// exactly CAP_NET_ADMIN and CAP_NET_RAW (as the systemd unit runs the
-/// watcher), or `nobody` with no capability at all.
+/// watcher), or `nobody` with no capability at all (as a hardened Sentinel
+/// runs its scripts), or another user with none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privilege {
     Root,
     TwoCaps,
     NoCaps,
+    /// This uid (and gid), with no capability.
+    NoCapsAs(u32),
 }
 
 impl Privilege {
     /// The setpriv words that run a program as this (none for root).
     fn setpriv(self) -> Vec<String> {
-        let caps = match self {
+        let (uid, caps) = match self {
             Privilege::Root => return Vec::new(),
-            Privilege::TwoCaps => "-all,+net_admin,+net_raw",
-            Privilege::NoCaps => "-all",
+            Privilege::TwoCaps => (NOBODY, "-all,+net_admin,+net_raw"),
+            Privilege::NoCaps => (NOBODY, "-all"),
+            Privilege::NoCapsAs(uid) => (uid, "-all"),
         };
         let mut words = vec![
             "setpriv".to_string(),
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
             "--clear-groups".into(),
             format!("--inh-caps={caps}"),
             format!("--bounding-set={caps}"),
@@ -132,8 +136,9 @@ impl Lab {
     }
 
     /// Runs the sentinel-vip binary as root in node `n`'s namespace with
-    /// that node's config in `SENTINEL_VIP_CONFIG`. A 30 s timeout keeps a
-    /// hung binary from hanging the test (exit code 124 then).
+    /// that node's config in `SENTINEL_VIP_CONFIG`. A 60 s timeout keeps a
+    /// hung binary from hanging the test (exit code 124 then), and lets a
+    /// hook wait out the watcher's 45 s answer deadline.
     pub fn sv<S: AsRef<str>>(&self, n: usize, args: &[S]) -> Output {
         self.sv_as(n, Privilege::Root, args)
     }
@@ -142,7 +147,7 @@ impl Lab {
     pub fn sv_as<S: AsRef<str>>(&self, n: usize, who: Privilege, args: &[S]) -> Output {
         self.open_for(n, who);
         Command::new("ip")
-            .args(["netns", "exec", &self.ns(n), "timeout", "-k", "2", "30"])
+            .args(["netns", "exec", &self.ns(n), "timeout", "-k", "2", "60"])
             .args(who.setpriv())
             .arg(self.bin())
             .args(args.iter().map(AsRef::as_ref))
@@ -152,12 +157,13 @@ impl Lab {
             .unwrap_or_else(|e| panic!("lab: cannot run sentinel-vip on n{n}: {e}"))
     }
 
-    /// Runs [`Lab::sv`] for every (node, arguments) at once; outputs in order.
-    pub fn sv_concurrently(&self, runs: &[(usize, Vec<String>)]) -> Vec<Output> {
+    /// Runs [`Lab::sv_as`] for every (node, arguments) at once; outputs
+    /// in order.
+    pub fn sv_concurrently(&self, who: Privilege, runs: &[(usize, Vec<String>)]) -> Vec<Output> {
         std::thread::scope(|s| {
             let handles: Vec<_> = runs
                 .iter()
-                .map(|(n, args)| s.spawn(move || self.sv(*n, args)))
+                .map(|(n, args)| s.spawn(move || self.sv_as(*n, who, args)))
                 .collect();
             handles
                 .into_iter()
@@ -179,18 +185,24 @@ impl Lab {
     }
 
     /// Starts `sentinel-vip watch` as `who` on node `n` in its slot (a
-    /// watcher still running there is killed first). Output goes to
-    /// `dir/n{n}/watcher-K.out`.
+    /// watcher still running there is killed first).
     pub fn start_watcher(&mut self, n: usize, who: Privilege) {
+        let slot = self.spawn_watcher(n, who);
+        self.nodes[n - 1].watcher = slot;
+    }
+
+    /// Starts `sentinel-vip watch` as `who` on node `n` outside the node's
+    /// slot (a second watcher beside the first). Each watcher's output goes
+    /// to its own `dir/n{n}/watcher-K.out`.
+    pub fn spawn_watcher(&mut self, n: usize, who: Privilege) -> Slot {
         self.open_for(n, who);
         let mut args = who.setpriv();
         args.extend([self.bin().display().to_string(), "watch".into()]);
-        let k = self.nodes[n - 1].watcher_starts;
-        let out = self.node_dir(n).join(format!("watcher-{k}.out"));
-        let slot = self.spawn_with_config(n, &args, &out);
         let node = &mut self.nodes[n - 1];
+        let k = node.watcher_starts;
         node.watcher_starts += 1;
-        node.watcher = slot;
+        let out = self.node_dir(n).join(format!("watcher-{k}.out"));
+        self.spawn_with_config(n, &args, &out)
     }
 
     /// Node `n`'s watcher slot (to stop, signal or read it).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sentinel_vip_lab::monitor::Monitor;
 use sentinel_vip_lab::suite::show;
 use sentinel_vip_lab::trace::Windows;
-use sentinel_vip_lab::{hook_cmd, wait_until, Lab, NODES, POLL};
+use sentinel_vip_lab::{hook_cmd, wait_until, Lab, Privilege, NODES, POLL};
 
 use crate::{again, restart_watchers, World};
 
@@ -30,7 +30,7 @@ pub fn hook_storm(lab: &mut Lab, w: &mut World) {
         .collect();
     let mon = Monitor::start(lab);
     lab.start_failover(w.rng.node(), Duration::from_secs(30));
-    let outs = lab.sv_concurrently(&runs);
+    let outs = lab.sv_concurrently(Privilege::Root, &runs);
     let new = lab.wait_new_master(old, Duration::from_secs(30));
     lab.wait_one_holder(Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
@@ -206,7 +206,7 @@ pub fn failover_series(lab: &mut Lab, w: &mut World) {
                 .map(move |&(from, to)| (n, hook_cmd("leader", from, to)))
         })
         .collect();
-    let outs = lab.sv_concurrently(&runs);
+    let outs = lab.sv_concurrently(Privilege::Root, &runs);
     std::thread::sleep(Duration::from_secs(1));
     let trace = mon.stop();
     let mut win = trace.windows(last);
