@@ -57,5 +57,5 @@ pub async fn request(path: &Path, req: &Request, deadline: Duration) -> Result<R
             )))
         }
     };
-    decode_reply(&buf).map_err(Failure::NoReply)
+    decode_reply(&buf).map_err(|e| Failure::NoReply(e.to_string()))
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::timeout;
 use tracing::{info, warn};
 
-use super::{decode_request, encode, hook_call, Reply, Request, MAX_MESSAGE};
+use super::{decode_request, encode, hook_call, Reply, Request, WireError, MAX_MESSAGE};
 use crate::error::permanent;
 use crate::hookargs::HookCall;
 use crate::users::{self, Group};
@@ -168,7 +168,7 @@ impl Listener {
         // included: closing on unread data would reset the connection
         // and lose the answer.
         let request = match timeout(READ_DEADLINE, read_request(&mut stream)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no request within {} s", READ_DEADLINE.as_secs())),
         };
         if !users::peer_allowed(
@@ -242,17 +242,17 @@ impl Listener {
 
 /// Reads one line of at most [`MAX_MESSAGE`] bytes (or until the client
 /// shuts its side) and decodes it.
-async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+async fn read_request(stream: &mut UnixStream) -> Result<Request, WireError> {
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("read: {e}"))?;
+            .map_err(|e| WireError::Read(e.to_string()))?;
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > MAX_MESSAGE {
-            return Err(format!("request over {MAX_MESSAGE} bytes"));
+            return Err(WireError::Oversize);
         }
         if n == 0 || buf.contains(&b'\n') {
             break;

@@ -100,9 +100,13 @@ fn bad_configs(lab: &Lab, m: usize, before: &[Vec<(String, u8)>], problems: &mut
         .lines()
         .map(|l| {
             if l.starts_with("sentinels") {
-                "sentinels = []"
+                "sentinels = []".to_string()
+            } else if l.starts_with("control_socket =") {
+                // No watcher there: the hook must act on its own config.
+                let sock = lab.node_dir(m).join("no-watcher.sock");
+                format!("control_socket = \"{}\"", sock.display())
             } else {
-                l
+                l.to_string()
             }
         })
         .collect::<Vec<_>>()
