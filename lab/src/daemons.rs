@@ -41,6 +41,14 @@ impl Lab {
         if n != 1 {
             args.extend(["--replicaof".into(), node_ip(1), REDIS_PORT.to_string()]);
         }
+        if let Some(pw) = &self.opts.data_password {
+            args.extend([
+                "--requirepass".into(),
+                pw.clone(),
+                "--masterauth".into(),
+                pw.clone(),
+            ]);
+        }
         let slot = self.spawn_at(n, &args, &[], &d.join("redis.out"));
         self.nodes[n - 1].redis = slot;
         let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {

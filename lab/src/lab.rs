@@ -129,6 +129,14 @@ impl Lab {
         &self.bin
     }
 
+    /// `-a <password>` for a client of the data nodes, if they have one.
+    pub fn data_auth(&self) -> Vec<&str> {
+        match &self.opts.data_password {
+            Some(pw) => vec!["--no-auth-warning", "-a", pw.as_str()],
+            None => Vec::new(),
+        }
+    }
+
     pub fn programs(&self) -> Programs {
         self.opts.programs
     }
@@ -222,6 +230,9 @@ impl Lab {
                 "sentinel client-reconfig-script {MASTER_NAME} {}\n",
                 self.bin.display()
             ));
+        }
+        if let Some(pw) = &o.data_password {
+            c.push_str(&format!("sentinel auth-pass {MASTER_NAME} {pw}\n"));
         }
         c
     }

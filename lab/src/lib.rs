@@ -26,6 +26,7 @@ mod fault;
 mod observe;
 
 pub mod capture;
+pub mod events;
 pub mod hook_calls;
 pub mod monitor;
 pub mod suite;

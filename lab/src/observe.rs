@@ -102,6 +102,7 @@ impl Lab {
         let port = REDIS_PORT.to_string();
         let cli = self.programs().cli;
         let mut full = vec!["timeout", "2", cli, "-h", host, "-p", &port];
+        full.extend(self.data_auth());
         full.extend_from_slice(args);
         self.run(&self.ns_client(), &full)
     }
@@ -118,7 +119,7 @@ impl Lab {
 
     /// `SET key val` through the VIP. Only a master accepts it (replicas
     /// answer READONLY), so success means the VIP leads to a master.
-    fn client_write(&self, key: &str, val: &str) -> Result<(), String> {
+    pub fn client_write(&self, key: &str, val: &str) -> Result<(), String> {
         let o = self.client_cli_to(VIP4, &["SET", key, val]);
         let (out, err) = out_err(&o);
         // redis-cli exits 0 on error replies, so the text decides.

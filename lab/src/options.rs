@@ -19,6 +19,9 @@ pub struct LabOptions {
     pub toml_tail: String,
     /// The server, Sentinel and client programs.
     pub programs: Programs,
+    /// `requirepass` (and `masterauth`) of every data node, given to the
+    /// Sentinels (`auth-pass`) and to every client the lab runs.
+    pub data_password: Option<String>,
 }
 
 impl Default for LabOptions {
@@ -29,6 +32,7 @@ impl Default for LabOptions {
             toml_top: String::new(),
             toml_tail: String::new(),
             programs: Programs::REDIS,
+            data_password: None,
         }
     }
 }

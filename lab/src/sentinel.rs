@@ -17,6 +17,9 @@ impl Lab {
     fn cli(&self, n: usize, port: u16, args: &[&str]) -> (String, String) {
         let (ip, port) = (node_ip(n), port.to_string());
         let mut full = vec!["timeout", "3", self.programs().cli, "-h", &ip, "-p", &port];
+        if port == REDIS_PORT.to_string() {
+            full.extend(self.data_auth());
+        }
         full.extend_from_slice(args);
         out_err(&self.run_node(n, &full))
     }

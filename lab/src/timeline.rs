@@ -146,6 +146,7 @@ impl Writer {
         let oks = Arc::new(Mutex::new(Vec::new()));
         let ns = lab.ns_client();
         let cli = lab.programs().cli;
+        let auth: Vec<String> = lab.data_auth().into_iter().map(String::from).collect();
         let (s, o) = (stop.clone(), oks.clone());
         let handle = std::thread::spawn(move || {
             let mut i = 0u64;
@@ -155,6 +156,7 @@ impl Writer {
                 // before the move would otherwise hang for a SYN retransmit.
                 let child = Command::new("ip")
                     .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", VIP4])
+                    .args(&auth)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())

@@ -41,6 +41,11 @@ pub enum Unconfirmed {
 /// announces the new master.
 const PROMOTING: [&str; 2] = ["send_slaveof_noone", "wait_promotion"];
 
+/// Whether a leader in failover state `state` is promoting a replica.
+pub fn is_promoting(state: &str) -> bool {
+    PROMOTING.contains(&state)
+}
+
 impl LeaderView {
     /// Whether this confirms that `replica` is being promoted in a failover
     /// of the configuration last seen (epoch `seen`), so newer than it.
@@ -92,12 +97,7 @@ pub fn parse_leader(master: &Value, replicas: &Value) -> Result<LeaderView, Repl
     let config_epoch = epoch
         .parse()
         .map_err(|_| ReplyError::BadEpoch(epoch.escape_debug().to_string()))?;
-    let in_progress = flags(master).iter().any(|f| f == "failover_in_progress");
-    let failover_state = match field(master, "failover-state").flatten().and_then(text) {
-        Some(s) if in_progress => Some(s),
-        _ if in_progress => Some("unknown".into()),
-        _ => None,
-    };
+    let failover_state = super::reply::failover_state(master);
     let Value::Array(list) = replicas else {
         return Err(ReplyError::Shape("SENTINEL REPLICAS".into()));
     };

@@ -65,6 +65,19 @@ fn config_epoch(v: &Value) -> Result<u64, ReplyError> {
         .map_err(|_| ReplyError::BadEpoch(e.escape_debug().to_string()))
 }
 
+/// The failover state in a `SENTINEL MASTER` reply, while its Sentinel
+/// leads a failover (`failover_in_progress` among the flags).
+pub(crate) fn failover_state(v: &Value) -> Option<String> {
+    let flags = field(v, "flags")??;
+    let in_progress = text(flags)?.split(',').any(|f| f == "failover_in_progress");
+    in_progress.then(|| {
+        field(v, "failover-state")
+            .flatten()
+            .and_then(text)
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
+
 /// The pipeline's replies (`SENTINEL MASTER`, then
 /// `GET-MASTER-ADDR-BY-NAME`, for each name) to per-name reports. A name
 /// this Sentinel does not monitor is `None`; any other error reply fails
@@ -100,7 +113,12 @@ pub fn parse_answer(
                     .and_then(|p| parse_port(&p))
                     .ok_or(ReplyError::BadPort)?;
                 let epoch = config_epoch(m)?;
-                Some(Report { host, port, epoch })
+                Some(Report {
+                    host,
+                    port,
+                    epoch,
+                    failover: failover_state(m),
+                })
             }
             _ => return Err(ReplyError::Shape(n.to_string())),
         };
@@ -154,7 +172,8 @@ pub(crate) mod tests {
             Some(Report {
                 host: Host::Name("redis-3.example".into()),
                 port: 6380,
-                epoch: 2
+                epoch: 2,
+                failover: None,
             })
         );
         assert_eq!(r["x"], None);
@@ -248,6 +267,15 @@ pub(crate) mod tests {
                     "{server} {proto}"
                 );
                 assert_eq!(r["nosuch"], None, "{server} {proto}");
+                assert_eq!(m.failover, None);
+                // The leader's MASTER during a failover shows its state.
+                let leading = failover_state(&f("failover-master-wait_promotion"));
+                assert_eq!(
+                    leading.as_deref(),
+                    Some("wait_promotion"),
+                    "{server} {proto}"
+                );
+                assert_eq!(failover_state(&f("failover-master-none")), None);
             }
             // A password-protected Sentinel asked without one, and a data
             // node asked by mistake: the whole answer is refused.

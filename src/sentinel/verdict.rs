@@ -13,6 +13,9 @@ pub struct Report {
     pub host: Host,
     pub port: u16,
     pub epoch: u64,
+    /// The failover state while this Sentinel leads a failover of the
+    /// master (`failover-state`; only the leader has one).
+    pub failover: Option<String>,
 }
 
 /// Why a Sentinel gave no usable answer.
@@ -62,6 +65,8 @@ pub struct Verdict {
     /// Sentinels that answered and know the master.
     pub answered: usize,
     pub total: usize,
+    /// A Sentinel leading a failover of this master, and its state.
+    pub failover: Option<(String, String)>,
 }
 
 impl Verdict {
@@ -99,10 +104,15 @@ pub fn verdict(answers: &[Answer], name: &str) -> Verdict {
             (a.epoch, count(a), b.host.to_string()).cmp(&(b.epoch, count(b), a.host.to_string()))
         })
         .map(|r| (*r).clone());
+    let failover = answers.iter().find_map(|a| {
+        let state = a.report(name)?.failover.clone()?;
+        Some((a.sentinel.clone(), state))
+    });
     Verdict {
         master,
         answered: reports.len(),
         total: answers.len(),
+        failover,
     }
 }
 
@@ -115,6 +125,7 @@ pub(crate) mod tests {
             host: Host::parse(h).unwrap(),
             port: 6379,
             epoch,
+            failover: None,
         })
     }
 
@@ -155,6 +166,23 @@ pub(crate) mod tests {
             ans("m", rep("192.0.2.12", 5)),
         ];
         assert_eq!(verdict(&a, "m").master, rep("192.0.2.12", 5));
+    }
+
+    #[test]
+    fn a_failover_under_way_is_seen_from_its_leader() {
+        let mut leading = rep("192.0.2.11", 3);
+        leading.as_mut().unwrap().failover = Some("wait_promotion".into());
+        let mut a = vec![ans("m", rep("192.0.2.11", 3)), ans("m", leading)];
+        a[1].sentinel = "leader".into();
+        let v = verdict(&a, "m");
+        assert_eq!(v.failover, Some(("leader".into(), "wait_promotion".into())));
+        let m = v.master.unwrap();
+        assert_eq!(
+            (m.host.to_string(), m.epoch),
+            ("192.0.2.11".into(), 3),
+            "the same configuration"
+        );
+        assert_eq!(verdict(&a[..1], "m").failover, None);
     }
 
     #[test]

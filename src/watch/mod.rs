@@ -31,6 +31,7 @@ use crate::engine::{ms, resolve, Engine, FirstRound};
 use crate::error::{exit_code, one_line, permanent};
 use crate::lock;
 use crate::netlink::{self, Event as KernelEvent};
+use crate::sentinel::failover::is_promoting;
 use crate::sentinel::Event;
 use promotion::{Next, Promotions, Replica};
 use state::{kernel_cue, KernelCue, State, Trust};
@@ -249,8 +250,8 @@ impl Watcher {
                         info!(sentinel = %from, event = %ev, "event for a master not configured here; ignored");
                     } else if ev.kind.is_promotion_hint() {
                         if self.engine.cfg.follow_promotion {
-                            let next = self.promotions.hint(&ev.master, &from, &ev.addr);
-                            self.follow(&ev.master, &ev.addr, next);
+                            let next = self.promotions.hint(now, &ev.master, &from, Some(&ev.addr));
+                            self.follow(&ev.master, Some(&ev.addr), next);
                         }
                     } else if !self.state.needs_pass(at) {
                         debug!(sentinel = %from, event = %ev, "event already seen by a later pass");
@@ -296,7 +297,7 @@ impl Watcher {
                     let next = self
                         .promotions
                         .checked(now, &master, &replica, confirmed.is_ok());
-                    self.follow(&master, &replica, next);
+                    self.follow(&master, Some(&replica), next);
                 }
                 Trigger::Role {
                     master,
@@ -341,21 +342,34 @@ impl Watcher {
     }
 
     /// Starts the I/O a promotion's next step needs; its outcome comes back
-    /// as a trigger.
-    fn follow(&self, master: &str, replica: &Replica, next: Next) {
+    /// as a trigger. `replica` is the one an event named, if any.
+    fn follow(&self, master: &str, replica: Option<&Replica>, next: Next) {
         let tx = self.tx.clone();
-        let (master, replica) = (master.to_string(), replica.clone());
+        let (master, replica) = (master.to_string(), replica.cloned());
         match next {
             Next::Nothing | Next::Pass => {}
             Next::AskLeader { sentinel, seen } => {
                 let Some(leader) = self.engine.sentinels.leader(&sentinel) else {
                     return;
                 };
-                info!(master = %master, replica = %replica.0, sentinel = %sentinel, "promotion hint; asking the leader");
+                info!(master = %master, sentinel = %sentinel, "promotion hint; asking the leader");
                 tokio::spawn(async move {
-                    let confirmed = match leader.failover(&master).await {
-                        Ok(view) => view.confirms(&replica, seen).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                    let (replica, confirmed) = match leader.failover(&master).await {
+                        Ok(view) => {
+                            // Unnamed (a pass saw the failover): the one
+                            // the leader flags promoted.
+                            match replica.or_else(|| view.promoted.first().cloned()) {
+                                Some(r) => {
+                                    let c = view.confirms(&r, seen).map_err(|e| e.to_string());
+                                    (r, c)
+                                }
+                                None => return,
+                            }
+                        }
+                        Err(e) => match replica {
+                            Some(r) => (r, Err(e.to_string())),
+                            None => return,
+                        },
                     };
                     let _ = tx
                         .send(Trigger::Leader {
@@ -367,6 +381,7 @@ impl Watcher {
                 });
             }
             Next::WaitMaster { until } => {
+                let Some(replica) = replica else { return };
                 let node = crate::datanode::Node::new(&self.engine.cfg, &replica);
                 tokio::spawn(async move {
                     let master_at = async {
@@ -452,6 +467,7 @@ impl Watcher {
         let now = Instant::now();
         let mut changed = 0;
         let mut replies = HashMap::new();
+        let mut hints = Vec::new();
         for vip in &cfg.vip {
             let (v, answer) = view.master(&vip.master);
             // The newest request for this master, if a hook is waiting.
@@ -459,6 +475,14 @@ impl Watcher {
             let epoch = v.master.as_ref().map(|r| r.epoch);
             if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
                 self.promotions.saw(&vip.master, e);
+            }
+            // A Sentinel leading a failover of this master: followed like
+            // its events (level-triggered, so a watcher that missed them,
+            // restarted or reconnected, still follows).
+            if let Some((sentinel, state)) = &v.failover {
+                if cfg.follow_promotion && is_promoting(state) {
+                    hints.push((vip.master.clone(), sentinel.clone()));
+                }
             }
             let trusted = self
                 .state
@@ -512,13 +536,24 @@ impl Watcher {
                         );
                     }
                     let fresh = o.action == Action::Acquire || announce_held;
-                    self.state.converged(now, vip.address.ip, o.target, fresh);
+                    // While a failover of its master runs, a VIP kept on the
+                    // old configuration is held but not announced: clients
+                    // must not be pulled back from the promoted replica.
+                    let unsettled = v.failover.is_some()
+                        && o.action == Action::Keep
+                        && !matches!(master, Master::Promoted { .. });
+                    let target = if unsettled { None } else { o.target };
+                    self.state.converged(now, vip.address.ip, target, fresh);
                 }
                 Err(e) => error!(master = %vip.master, error = %one_line(&e), "pass"),
             }
         }
         let vips = cfg.vip.len();
         self.announce_due();
+        for (master, sentinel) in hints {
+            let next = self.promotions.hint(now, &master, &sentinel, None);
+            self.follow(&master, None, next);
+        }
         debug!(why, vips, changed, elapsed_ms = ms(t0), "pass done");
         Ok(replies)
     }
@@ -572,6 +607,9 @@ impl Watcher {
                     warn!("SIGHUP: control_socket and its group change at the next restart");
                 }
                 self.state.reload(engine.cfg.announce.clone());
+                // Promotions under way are dropped: the next pass follows the
+                // Sentinels, and the next hint starts afresh.
+                self.promotions = Promotions::new(engine.cfg.follow_promotion_deadline);
                 self.engine = engine;
                 self.spawn_subscribers();
                 self.pass("reload", None, true).await;

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use crate::decide::Master;
 use crate::hookargs::Host;
 
+/// How long a hint the leader refused is not checked again.
+pub const REFUSED_HOLD: Duration = Duration::from_secs(1);
+
 /// A replica address as Sentinel names it.
 pub type Replica = (Host, u16);
 
@@ -36,14 +39,25 @@ pub enum Next {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Stage {
+    /// The leader did not confirm it: the same hint is not checked again
+    /// for a while (a flood of forged events must not become a flood of
+    /// questions).
+    Refused {
+        at: Instant,
+    },
     Checking,
     Waiting,
-    Promoted { ips: Vec<IpAddr>, at: Instant },
+    Promoted {
+        ips: Vec<IpAddr>,
+        at: Instant,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Tracked {
-    replica: Replica,
+    /// The replica, once known: an event names it; a pass that only saw a
+    /// failover under way learns it from the leader's check.
+    replica: Option<Replica>,
     /// The configuration epoch the hint was checked against: the failover
     /// being followed is newer, so its epoch is at least `seen + 1`.
     seen: u64,
@@ -71,24 +85,38 @@ impl Promotions {
         self.seen.insert(master.to_string(), epoch);
     }
 
-    /// A hint from `sentinel` that `replica` is being promoted for
-    /// `master`. The three events of one failover make one check; a hint
-    /// before any pass saw the master has nothing to be newer than.
-    pub fn hint(&mut self, master: &str, sentinel: &str, replica: &Replica) -> Next {
+    /// A hint from `sentinel` that a replica is being promoted for
+    /// `master`: named by an event, or not (a pass saw that Sentinel
+    /// leading a failover). The three events of one failover and the passes
+    /// meanwhile make one check; a hint before any pass saw the master has
+    /// nothing to be newer than.
+    pub fn hint(
+        &mut self,
+        now: Instant,
+        master: &str,
+        sentinel: &str,
+        replica: Option<&Replica>,
+    ) -> Next {
         let Some(&seen) = self.seen.get(master) else {
             return Next::Nothing;
         };
-        if self
-            .tracked
-            .get(master)
-            .is_some_and(|t| t.replica == *replica && t.seen == seen)
-        {
-            return Next::Nothing;
+        if let Some(t) = self.tracked.get(master) {
+            let same = match (replica, &t.replica) {
+                (Some(r), Some(tr)) => r == tr,
+                _ => true,
+            };
+            let held_off = match t.stage {
+                Stage::Refused { at } => now.duration_since(at) < REFUSED_HOLD,
+                _ => true,
+            };
+            if same && t.seen == seen && held_off {
+                return Next::Nothing;
+            }
         }
         self.tracked.insert(
             master.to_string(),
             Tracked {
-                replica: replica.clone(),
+                replica: replica.cloned(),
                 seen,
                 stage: Stage::Checking,
             },
@@ -99,8 +127,9 @@ impl Promotions {
         }
     }
 
-    /// The leader's answer: `confirmed` or not. Stale answers (another
-    /// replica tracked since) change nothing.
+    /// The leader's answer about `replica` (the hinted one, or the one it
+    /// flags promoted): `confirmed` or not. Stale answers (another replica
+    /// tracked since) change nothing.
     pub fn checked(
         &mut self,
         now: Instant,
@@ -109,14 +138,18 @@ impl Promotions {
         confirmed: bool,
     ) -> Next {
         match self.tracked.get_mut(master) {
-            Some(t) if t.replica == *replica && t.stage == Stage::Checking => {
+            Some(t)
+                if t.replica.as_ref().is_none_or(|r| r == replica)
+                    && t.stage == Stage::Checking =>
+            {
+                t.replica = Some(replica.clone());
                 if confirmed {
                     t.stage = Stage::Waiting;
                     Next::WaitMaster {
                         until: now + self.deadline,
                     }
                 } else {
-                    self.tracked.remove(master);
+                    t.stage = Stage::Refused { at: now };
                     Next::Nothing
                 }
             }
@@ -133,16 +166,18 @@ impl Promotions {
         master_at: Option<(Instant, Vec<IpAddr>)>,
     ) -> Next {
         match self.tracked.get_mut(master) {
-            Some(t) if t.replica == *replica && t.stage == Stage::Waiting => match master_at {
-                Some((at, ips)) => {
-                    t.stage = Stage::Promoted { ips, at };
-                    Next::Pass
+            Some(t) if t.replica.as_ref() == Some(replica) && t.stage == Stage::Waiting => {
+                match master_at {
+                    Some((at, ips)) => {
+                        t.stage = Stage::Promoted { ips, at };
+                        Next::Pass
+                    }
+                    None => {
+                        self.tracked.remove(master);
+                        Next::Nothing
+                    }
                 }
-                None => {
-                    self.tracked.remove(master);
-                    Next::Nothing
-                }
-            },
+            }
             _ => Next::Nothing,
         }
     }
@@ -173,7 +208,7 @@ impl Promotions {
             .tracked
             .iter()
             .filter(|(_, t)| matches!(t.stage, Stage::Promoted { at, .. } if now.duration_since(at) >= fresh))
-            .map(|(m, t)| (m.clone(), t.replica.clone()))
+            .filter_map(|(m, t)| Some((m.clone(), t.replica.clone()?)))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -184,7 +219,7 @@ impl Promotions {
         if self
             .tracked
             .get(master)
-            .is_some_and(|t| t.replica == *replica)
+            .is_some_and(|t| t.replica.as_ref() == Some(replica))
         {
             self.tracked.remove(master);
         }
@@ -211,17 +246,17 @@ mod tests {
         let ms = Duration::from_millis;
         let mut p = Promotions::new(ms(3000));
         // Before any pass has seen the master: nothing to compare with.
-        assert_eq!(p.hint("m", S1, &r(12)), Next::Nothing);
+        assert_eq!(p.hint(t0, "m", S1, Some(&r(12))), Next::Nothing);
         p.saw("m", 4);
         assert_eq!(
-            p.hint("m", S1, &r(12)),
+            p.hint(t0, "m", S1, Some(&r(12))),
             Next::AskLeader {
                 sentinel: S1.into(),
                 seen: 4
             }
         );
         // The failover's next two events are the same hint.
-        assert_eq!(p.hint("m", S1, &r(12)), Next::Nothing);
+        assert_eq!(p.hint(t0, "m", S1, Some(&r(12))), Next::Nothing);
         assert_eq!(p.master_for("m", Some(4)), None, "not promoted yet");
         assert_eq!(
             p.checked(t0, "m", &r(12), true),
@@ -259,19 +294,27 @@ mod tests {
         let ms = Duration::from_millis;
         let mut p = Promotions::new(ms(3000));
         p.saw("m", 4);
-        // A forged or wrong hint: the leader does not confirm it.
-        p.hint("m", S1, &r(13));
+        // A forged or wrong hint: the leader does not confirm it, and the
+        // same hint is not checked again for a while.
+        p.hint(t0, "m", S1, Some(&r(13)));
+        assert_eq!(p.checked(t0, "m", &r(13), false), Next::Nothing);
+        assert_eq!(p.hint(t0 + ms(500), "m", S1, Some(&r(13))), Next::Nothing);
+        assert_eq!(p.hint(t0 + ms(500), "m", S1, None), Next::Nothing);
+        assert!(matches!(
+            p.hint(t0 + REFUSED_HOLD, "m", S1, Some(&r(13))),
+            Next::AskLeader { .. }
+        ));
         assert_eq!(p.checked(t0, "m", &r(13), false), Next::Nothing);
         assert_eq!(p.role("m", &r(13), Some((t0, ips(13)))), Next::Nothing);
         assert_eq!(p.master_for("m", Some(4)), None);
         // The replica never answers master before the deadline.
-        p.hint("m", S1, &r(12));
+        p.hint(t0, "m", S1, Some(&r(12)));
         p.checked(t0, "m", &r(12), true);
         assert_eq!(p.role("m", &r(12), None), Next::Nothing);
         assert_eq!(p.master_for("m", Some(4)), None);
         // A stale answer about a replica no longer tracked.
-        p.hint("m", S1, &r(12));
-        p.hint("m", S1, &r(13));
+        p.hint(t0, "m", S1, Some(&r(12)));
+        p.hint(t0, "m", S1, Some(&r(13)));
         assert_eq!(p.checked(t0, "m", &r(12), true), Next::Nothing);
         // Promoted, then demoted (Sentinel turned it back into a replica).
         assert!(matches!(
@@ -286,8 +329,28 @@ mod tests {
         );
         p.demoted("m", &r(13));
         assert_eq!(p.master_for("m", Some(4)), None);
+        // A pass that saw the leader's failover under way, replica unknown:
+        // the leader's check names it.
+        p.hint(t0, "m", S1, None);
+        assert_eq!(
+            p.hint(t0, "m", S1, None),
+            Next::Nothing,
+            "one check per failover"
+        );
+        assert_eq!(
+            p.hint(t0, "m", S1, Some(&r(12))),
+            Next::Nothing,
+            "the events add nothing"
+        );
+        assert!(matches!(
+            p.checked(t0, "m", &r(12), true),
+            Next::WaitMaster { .. }
+        ));
+        assert_eq!(p.role("m", &r(12), Some((t0, ips(12)))), Next::Pass);
+        assert!(p.master_for("m", Some(4)).is_some());
+        p.demoted("m", &r(12));
         // A newer configuration while the check runs drops it too.
-        p.hint("m", S1, &r(12));
+        p.hint(t0, "m", S1, Some(&r(12)));
         assert_eq!(p.master_for("m", Some(6)), None);
         assert_eq!(p.checked(t0, "m", &r(12), true), Next::Nothing);
     }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use sentinel_vip_lab::{node_ip, now_epoch, wait_until, Lab, MASTER_NAME, NODES, POLL};
+use sentinel_vip_lab::{node_ip, now_epoch, wait_until, Lab, Slot, MASTER_NAME, NODES, POLL};
 use sentinel_vip_lab::{SENTINEL_PORT, VIP4};
 
 use crate::Rng;
@@ -60,44 +60,9 @@ pub fn junk_sentinel(lab: &mut Lab, m: usize, problems: &mut Vec<String>) {
         .iter()
         .map(|&n| lab.log_count(n, &["malformed event ignored", &ep]))
         .collect();
-    let redis_dir = lab.node_dir(k).join("fake-sentinel");
-    fs::create_dir_all(&redis_dir).expect("fake sentinel dir");
-    let args: Vec<String> = [
-        lab.programs().server,
-        "--port",
-        &SENTINEL_PORT.to_string(),
-        "--bind",
-        &node_ip(k),
-        "--protected-mode",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        &redis_dir.display().to_string(),
-    ]
-    .map(str::to_string)
-    .to_vec();
     let fake_started = Instant::now();
-    let mut fake = lab.spawn(k, &args, &[], "fake-sentinel.out");
-    let (host, port) = (node_ip(k), SENTINEL_PORT.to_string());
-    let cli_program = lab.programs().cli;
-    let cli = |args: &[&str]| {
-        let mut full = vec!["timeout", "10", cli_program, "-h", &host, "-p", &port];
-        full.extend_from_slice(args);
-        lab.run_node(k, &full)
-    };
-    let up = wait_until(Duration::from_secs(5), POLL, || {
-        String::from_utf8_lossy(&cli(&["PING"]).stdout).trim() == "PONG"
-    });
-    let subscribed = up
-        && wait_until(Duration::from_secs(15), POLL, || {
-            NODES
-                .iter()
-                .all(|&n| lab.log_count(n, &["subscribed", &ep]) > subs[n - 1])
-        });
-    if !subscribed {
+    let fake = FakeSentinel::start(lab, k);
+    if !fake.up || !fake.subscribed(lab, &subs) {
         problems.push("the watchers never subscribed to the fake Sentinel".into());
     }
     let (mi, oi) = (node_ip(m), node_ip(o));
@@ -135,15 +100,7 @@ pub fn junk_sentinel(lab: &mut Lab, m: usize, problems: &mut Vec<String>) {
     let received: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = events
             .iter()
-            .map(|(ch, payload)| {
-                s.spawn(|| {
-                    let out = cli(&["-r", "300", "-i", "0.01", "PUBLISH", ch, payload]);
-                    String::from_utf8_lossy(&out.stdout)
-                        .lines()
-                        .filter_map(|l| l.trim().parse::<u64>().ok())
-                        .sum::<u64>()
-                })
-            })
+            .map(|(ch, payload)| s.spawn(|| fake.publish(lab, ch, payload)))
             .collect();
         handles
             .into_iter()
@@ -161,7 +118,8 @@ pub fn junk_sentinel(lab: &mut Lab, m: usize, problems: &mut Vec<String>) {
     if received == 0 {
         problems.push("no junk event reached any watcher".into());
     }
-    if !fake.running() {
+    let mut fake = fake;
+    if !fake.slot.running() {
         problems.push("the fake Sentinel died".into());
     }
     drop(fake);
@@ -186,6 +144,86 @@ pub fn junk_sentinel(lab: &mut Lab, m: usize, problems: &mut Vec<String>) {
     }
     lab.restart_sentinel(k);
     lab.wait_ready();
+}
+
+/// A plain redis-server on a Sentinel's address, as a data Redis listed by
+/// mistake would be: it answers SUBSCRIBE (so events published on it reach
+/// the watchers) but no SENTINEL question. Node `k`'s Sentinel must be down.
+pub struct FakeSentinel {
+    pub slot: Slot,
+    /// Whether it answered PING in time.
+    pub up: bool,
+    k: usize,
+}
+
+impl FakeSentinel {
+    pub fn start(lab: &Lab, k: usize) -> FakeSentinel {
+        let redis_dir = lab.node_dir(k).join("fake-sentinel");
+        fs::create_dir_all(&redis_dir).expect("fake sentinel dir");
+        let args: Vec<String> = [
+            lab.programs().server,
+            "--port",
+            &SENTINEL_PORT.to_string(),
+            "--bind",
+            &node_ip(k),
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &redis_dir.display().to_string(),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        let slot = lab.spawn(k, &args, &[], "fake-sentinel.out");
+        let mut f = FakeSentinel { slot, up: false, k };
+        f.up = wait_until(Duration::from_secs(5), POLL, || {
+            String::from_utf8_lossy(&f.cli(lab, &["PING"]).stdout).trim() == "PONG"
+        });
+        f
+    }
+
+    /// The client program against it, from inside its node.
+    pub fn cli(&self, lab: &Lab, args: &[&str]) -> std::process::Output {
+        let (host, port) = (node_ip(self.k), SENTINEL_PORT.to_string());
+        let mut full = vec![
+            "timeout",
+            "10",
+            lab.programs().cli,
+            "-h",
+            &host,
+            "-p",
+            &port,
+        ];
+        full.extend_from_slice(args);
+        lab.run_node(self.k, &full)
+    }
+
+    /// Waits until every watcher has subscribed to it since `before` (the
+    /// per-node counts of `subscribed` log lines naming it).
+    pub fn subscribed(&self, lab: &Lab, before: &[usize]) -> bool {
+        let ep = format!("sentinel={}:{SENTINEL_PORT}", node_ip(self.k));
+        wait_until(Duration::from_secs(15), POLL, || {
+            NODES
+                .iter()
+                .all(|&n| lab.log_count(n, &["subscribed", &ep]) > before[n - 1])
+        })
+    }
+
+    /// Publishes `payload` on `channel` every 10 ms for 3 s (so that a
+    /// watcher reconnecting meanwhile still gets it); how many deliveries.
+    pub fn publish(&self, lab: &Lab, channel: &str, payload: &str) -> u64 {
+        let out = self.cli(
+            lab,
+            &["-r", "300", "-i", "0.01", "PUBLISH", channel, payload],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .sum()
+    }
 }
 
 /// This binary re-run in a node's namespace, in place of a Sentinel: every

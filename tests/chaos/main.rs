@@ -25,6 +25,7 @@ mod failures;
 mod junk;
 mod partitions;
 mod privileges;
+mod promotion;
 mod series;
 
 use std::path::Path;
@@ -38,6 +39,8 @@ use sentinel_vip_lab::{e2e_enabled, now_epoch, Lab, LabOptions, Privilege, NODES
 /// Sentinel's down-after-milliseconds in every lab: short, so failovers
 /// start quickly.
 const DOWN_AFTER: Duration = Duration::from_secs(1);
+/// The data nodes' `requirepass` in the auth lab.
+const DATA_PASSWORD: &str = "chaos-data-pw";
 /// The watchers run as the systemd unit runs them.
 const WATCHER: Privilege = Privilege::TwoCaps;
 
@@ -172,6 +175,23 @@ fn plans() -> Vec<Plan> {
                     "10 watchers SIGKILLed x20 in failovers",
                     failures::killed_watchers,
                 ),
+                (
+                    "13a master SIGKILL: VIP before +promoted-slave",
+                    promotion::before_the_announcement,
+                ),
+                ("13c forged promotion hints", promotion::forged_hint),
+                (
+                    "13d promoted replica paused past the deadline",
+                    promotion::replica_slow,
+                ),
+                (
+                    "13f master's host lost, its Sentinel silent (watch)",
+                    promotion::host_lost,
+                ),
+                (
+                    "13b leader killed after SLAVEOF NO ONE",
+                    promotion::leader_killed,
+                ),
             ],
         },
         Plan {
@@ -199,6 +219,10 @@ fn plans() -> Vec<Plan> {
                     series::failover_series,
                 ),
                 ("4h master cut off (hook)", partitions::cut_off_hook),
+                (
+                    "13h master's host lost, its Sentinel silent (hook)",
+                    promotion::host_lost,
+                ),
             ],
         },
         Plan {
@@ -216,6 +240,25 @@ fn plans() -> Vec<Plan> {
                     partitions::cut_off_release,
                 ),
                 ("4b master cut off, keep (watch)", partitions::cut_off_keep),
+            ],
+        },
+        Plan {
+            name: "auth",
+            opts: LabOptions {
+                data_password: Some(DATA_PASSWORD.into()),
+                toml_top: format!("redis_password = \"{DATA_PASSWORD}\"\n"),
+                ..watch
+            },
+            watch: true,
+            cases: vec![
+                (
+                    "13e data nodes with requirepass, password given",
+                    promotion::with_password,
+                ),
+                (
+                    "13e data nodes with requirepass, no password",
+                    promotion::without_password,
+                ),
             ],
         },
     ]
