@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod check;
+pub mod container;
 pub mod monitor;
 pub mod timeline;
 
@@ -136,6 +137,11 @@ pub struct LabOptions {
     /// TOML appended after the `[[vip]]` table (keys for that table, or
     /// further tables).
     pub toml_tail: String,
+    /// A node whose Redis and Sentinel run elsewhere, e.g. in a container
+    /// joined to its namespace (`container.rs`): the lab builds its network
+    /// but starts neither, and `Lab::new` returns before waiting for
+    /// replication; start them, then call [`Lab::finish_start`].
+    pub external_node: Option<usize>,
 }
 
 impl Default for LabOptions {
@@ -146,6 +152,7 @@ impl Default for LabOptions {
             failover_timeout_ms: 10000,
             toml_top: String::new(),
             toml_tail: String::new(),
+            external_node: None,
         }
     }
 }
@@ -210,14 +217,31 @@ impl Lab {
         write_file(&lab.dir.join(OWNER_FILE), &std::process::id().to_string());
         lab.setup_network();
         lab.write_files();
-        for n in NODES {
+        for n in lab.own_nodes() {
             lab.start_redis(n);
         }
-        lab.wait_replication();
-        for n in NODES {
-            lab.start_sentinel(n);
+        if lab.opts.external_node.is_none() {
+            lab.finish_start();
         }
         lab
+    }
+
+    /// Waits for replication, then starts the lab's Sentinels. `Lab::new`
+    /// does this itself unless a node is external (see
+    /// [`LabOptions::external_node`]).
+    pub fn finish_start(&mut self) {
+        self.wait_replication();
+        for n in self.own_nodes() {
+            self.start_sentinel(n);
+        }
+    }
+
+    /// Nodes whose Redis and Sentinel the lab runs.
+    fn own_nodes(&self) -> Vec<usize> {
+        NODES
+            .into_iter()
+            .filter(|&n| self.opts.external_node != Some(n))
+            .collect()
     }
 
     // ----- names and paths -------------------------------------------------
@@ -410,6 +434,7 @@ impl Lab {
     }
 
     fn start_redis(&mut self, n: usize) {
+        self.check_own(n);
         let d = self.node_dir(n);
         let rdir = d.join("redis");
         let ip = node_ip(n);
@@ -469,6 +494,7 @@ impl Lab {
     }
 
     fn start_sentinel(&mut self, n: usize) {
+        self.check_own(n);
         let d = self.node_dir(n);
         let args = vec![
             "redis-sentinel".to_string(),
@@ -684,9 +710,16 @@ impl Lab {
                 let _ = c.wait();
             }
         }
-        for n in NODES {
+        for n in self.own_nodes() {
             self.start_sentinel(n);
         }
+    }
+
+    fn check_own(&self, n: usize) {
+        assert!(
+            self.opts.external_node != Some(n),
+            "lab: n{n}'s Redis and Sentinel run outside the lab"
+        );
     }
 
     /// Kills node `n`'s Sentinel (SIGKILL) and leaves it down.
