@@ -33,7 +33,8 @@ deb:
 
 # One debug build of the binary serves every test target. Plain `cargo
 # test`: the demo and the benchmark are not tests and do not run here.
-test: deps lint
+# The .deb comes first: tests/e2e_package.rs installs it in a container.
+test: deps lint deb
 	$(CARGO) test -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh
 
