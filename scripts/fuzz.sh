@@ -15,7 +15,7 @@ else
   run=(cargo fuzz run --sanitizer none)
 fi
 mkdir -p artifacts
-for t in hook_args config pubsub; do
+for t in hook_args config pubsub control; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${secs}s"
   log="artifacts/$t.log"

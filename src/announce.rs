@@ -123,15 +123,15 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Needs CAP_NET_RAW.
-    pub fn open() -> io::Result<Sender> {
+    /// Needs CAP_NET_RAW: without it the error is permanent (a retry has
+    /// no more privilege), any other failure transient.
+    pub fn open() -> anyhow::Result<Sender> {
         match Socket::new(Domain::PACKET, Type::RAW, None) {
             Ok(sock) => Ok(Sender { sock }),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(io::Error::new(
-                e.kind(),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(crate::error::permanent(
                 "AF_PACKET socket: operation not permitted (needs CAP_NET_RAW)",
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("AF_PACKET socket: {e}")),
         }
     }
 

@@ -1,10 +1,11 @@
 //! The decision core: given what Sentinel reports, which addresses are local
 //! and what this host holds, return what to do. No I/O, no clocks, no
-//! globals: everything it needs arrives in the [`View`], so it is tested as
-//! a table, without root.
+//! globals: everything it needs arrives in the [`Facts`], so it is tested
+//! as a table, without root.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::config::Policy;
 
@@ -25,19 +26,28 @@ pub enum Presence {
 pub enum Master {
     /// The master's addresses (a hostname may resolve to several).
     Known(Vec<IpAddr>),
-    /// No answer to trust; `lost_for_ms` is how long a Sentinel majority
-    /// has been silent (`None`: not measured, as in one-shot commands).
-    Unknown { lost_for_ms: Option<u64> },
+    /// No answer to trust; `lost_for` is how long a Sentinel majority has
+    /// been silent (`None`: not measured, as in one-shot commands).
+    Unknown { lost_for: Option<Duration> },
 }
 
-pub struct View<'a> {
+impl Master {
+    /// Whether the master is one of this host's own addresses. The one
+    /// place that says what "local" means.
+    pub fn is_local(&self, local: &HashSet<IpAddr>) -> bool {
+        matches!(self, Master::Known(ips) if ips.iter().any(|ip| local.contains(ip)))
+    }
+}
+
+/// Everything [`decide`] looks at, for one VIP.
+pub struct Facts<'a> {
     pub vip: IpAddr,
     pub master: &'a Master,
     /// This host's addresses on every interface, never counting any VIP.
     pub local: &'a HashSet<IpAddr>,
     pub presence: &'a Presence,
     pub on_sentinel_loss: Policy,
-    pub sentinel_loss_after_ms: u64,
+    pub sentinel_loss_after: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +65,7 @@ pub enum Action {
     Refuse(String),
 }
 
-pub fn decide(v: &View) -> Action {
+pub fn decide(v: &Facts) -> Action {
     if let Presence::Foreign(why) = v.presence {
         return Action::Refuse(why.clone());
     }
@@ -65,14 +75,14 @@ pub fn decide(v: &View) -> Action {
             "Sentinel names the VIP {} itself as the master address; set replica-announce-ip on the Redis servers",
             v.vip
         )),
-        Master::Known(ips) => match (ips.iter().any(|ip| v.local.contains(ip)), held) {
+        Master::Known(_) => match (v.master.is_local(v.local), held) {
             (true, true) => Action::Keep,
             (true, false) => Action::Acquire,
             (false, true) => Action::Release,
             (false, false) => Action::Nothing,
         },
-        Master::Unknown { lost_for_ms } => {
-            let lost = lost_for_ms.is_some_and(|ms| ms >= v.sentinel_loss_after_ms);
+        Master::Unknown { lost_for } => {
+            let lost = lost_for.is_some_and(|d| d >= v.sentinel_loss_after);
             if held && lost && v.on_sentinel_loss == Policy::Release {
                 Action::Release
             } else {
@@ -92,7 +102,7 @@ pub fn decide(v: &View) -> Action {
 pub fn announce_again(present: bool, master: &Master, local: &HashSet<IpAddr>) -> bool {
     present
         && match master {
-            Master::Known(ips) => ips.iter().any(|ip| local.contains(ip)),
+            Master::Known(_) => master.is_local(local),
             Master::Unknown { .. } => true,
         }
 }
@@ -113,7 +123,9 @@ mod tests {
         let here6 = Master::Known(vec![ip("192.0.2.99"), ip("2001:db8::11")]);
         let there = Master::Known(vec![ip("192.0.2.12")]);
         let is_vip = Master::Known(vec![vip]);
-        let silent = |ms| Master::Unknown { lost_for_ms: ms };
+        let silent = |ms: Option<u64>| Master::Unknown {
+            lost_for: ms.map(Duration::from_millis),
+        };
         let (a, h) = (Presence::Absent, Presence::Held);
         let f = Presence::Foreign("192.0.2.100/32 on eth1".into());
         use Action::*;
@@ -135,13 +147,13 @@ mod tests {
             (silent(Some(99_999)), &a, R, Nothing),
         ];
         for (i, (m, p, pol, want)) in rows.into_iter().enumerate() {
-            let v = View {
+            let v = Facts {
                 vip,
                 master: &m,
                 local: &local,
                 presence: p,
                 on_sentinel_loss: pol,
-                sentinel_loss_after_ms: 1000,
+                sentinel_loss_after: Duration::from_millis(1000),
             };
             assert_eq!(decide(&v), want, "row {i}");
         }
@@ -156,13 +168,13 @@ mod tests {
             assert_eq!(announce_again(present, m, &local), want, "{present} {m:?}");
         }
         for p in [&a, &h] {
-            let v = View {
+            let v = Facts {
                 vip,
                 master: &is_vip,
                 local: &local,
                 presence: p,
                 on_sentinel_loss: K,
-                sentinel_loss_after_ms: 1000,
+                sentinel_loss_after: Duration::from_millis(1000),
             };
             assert!(refuse_vip(&decide(&v)));
         }

@@ -1,19 +1,23 @@
 //! Hook mode: Sentinel's `client-reconfig-script`. Validates the seven
-//! arguments, then converges to what the Sentinels say *now* (a retried call
-//! can arrive hours late), falling back to the arguments only when no
-//! Sentinel answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
+//! arguments, then hands the call to the watcher over its control socket
+//! (under a hardened Sentinel the hook holds no privilege), or, with no
+//! watcher and both capabilities, runs the pass itself. Either way the pass
+//! converges to what the Sentinels say *now* (a retried call can arrive
+//! hours late), falling back to the arguments only when no Sentinel
+//! answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
 
 use std::ffi::OsString;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, VipConfig};
+use crate::control::{client, server::ANSWER_DEADLINE, Request};
 use crate::decide::Master;
-use crate::engine::{local_addrs, ms, resolve, Announce, Engine};
-use crate::error::permanent;
-use crate::hookargs::{self, Role};
+use crate::engine::{ms, resolve, Engine, FirstRound};
+use crate::error::{one_line, permanent};
+use crate::hookargs::{self, HookCall};
 use crate::lock;
 
 pub async fn run(
@@ -26,65 +30,87 @@ pub async fn run(
     let call = hookargs::parse(args).map_err(|e| permanent(format!("hook: {e}")))?;
     let cfg = config?;
     crate::logging::init(log, cfg.log_file.as_deref());
-    let role = if call.role == Role::Leader {
-        "leader"
-    } else {
-        "observer"
-    };
     let Some(vip) = cfg.vip_for(&call.master).cloned() else {
         info!(master = %call.master, "hook: master not configured here; nothing to do");
         return Ok(());
     };
-    let engine = Engine::new(cfg)?;
-    let lock = lock::acquire(&engine.cfg.lock_path()).await?;
-    let waited = ms(t0);
-
-    // The question to the Sentinels and the netlink dump are independent
-    // (nothing else changes addresses while we hold the lock): overlap them.
-    let names = [call.master.as_str()];
-    let ask = async {
-        if engine.sentinels.is_empty() {
-            None
-        } else {
-            Some(engine.masters(&names).await)
-        }
-    };
-    let (asked, snap) = tokio::join!(ask, engine.nl.snapshot());
-    let snap = snap?;
-    let (said, master) = match asked {
-        None => ("no sentinels configured".to_string(), None),
-        Some((answers, mut m)) => {
-            let (v, master) = m.remove(&call.master).expect("asked for it");
-            let said = match &v.master {
-                Some(r) => format!(
-                    "{}:{} epoch {} ({}/{} answered)",
-                    r.host, r.port, r.epoch, v.answered, v.total
-                ),
-                None => {
-                    let errors: Vec<String> = answers
-                        .iter()
-                        .filter_map(|a| {
-                            a.reply
-                                .as_ref()
-                                .err()
-                                .map(|e| format!("{}: {e}", a.sentinel))
-                        })
-                        .collect();
-                    format!(
-                        "nothing ({}/{} answered; {})",
-                        v.answered,
-                        v.total,
-                        errors.join("; ")
-                    )
-                }
+    // Sentinel's call, as received (valid UTF-8: parsed above), for the
+    // watcher to validate again.
+    let args = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let handed = client::request(
+        &cfg.control_socket,
+        &Request::Hook { args },
+        ANSWER_DEADLINE,
+    )
+    .await;
+    let why_direct = match handed {
+        Ok(reply) => {
+            info!(
+                master = %call.master, role = call.role.as_str(), to = %Target(&call),
+                code = reply.code, result = %reply.message, elapsed_ms = ms(t0),
+                "hook: answered by the watcher"
+            );
+            return match reply.code {
+                0 => Ok(()),
+                1 => Err(anyhow!("watcher: {}", reply.message)),
+                _ => Err(permanent(format!("watcher: {}", reply.message))),
             };
-            (said, matches!(master, Master::Known(_)).then_some(master))
         }
+        Err(f) => format!("{} on {}", f, cfg.control_socket.display()),
     };
-    let master = match master {
-        Some(m) => m,
+    let missing = crate::caps::missing();
+    if !missing.is_empty() {
+        // Transient: Sentinel retries, and the watcher may be back by then.
+        return Err(anyhow!(
+            "hook: {why_direct}, and this process lacks {} to act itself; start sentinel-vip.service",
+            missing.join(" and ")
+        ));
+    }
+    info!(master = %call.master, why = %why_direct, "hook: acting itself");
+    direct(call, cfg, vip, t0).await
+}
+
+/// `TO_IP:TO_PORT` of a call, for the log.
+struct Target<'a>(&'a HookCall);
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0.to.0, self.0.to.1)
+    }
+}
+
+/// For hosts where Sentinel runs unconfined: the hook holds both
+/// capabilities and runs the pass itself, under the host lock.
+async fn direct(call: HookCall, cfg: Config, vip: VipConfig, t0: Instant) -> Result<()> {
+    let engine = Engine::new(cfg)?;
+    let lock = lock::acquire(&engine.cfg.lock_file).await?;
+    let waited = ms(t0);
+    let view = engine.gather(&[call.master.as_str()]).await?;
+    let (verdict, answer) = view.master(&call.master);
+    let said = if engine.sentinels.is_empty() {
+        "no Sentinels configured".to_string()
+    } else if verdict.master.is_some() {
+        verdict.to_string()
+    } else {
+        let errors: Vec<String> = view
+            .answers
+            .iter()
+            .filter_map(|a| {
+                a.reply
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{}: {e}", a.sentinel))
+            })
+            .collect();
+        format!("{verdict}; {}", errors.join("; "))
+    };
+    let master = match answer {
+        m @ Master::Known(_) => m,
         // Only with no Sentinel answer do the arguments decide.
-        None => {
+        Master::Unknown { .. } => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
             Master::Known(
                 resolve(&call.to.0)
@@ -93,26 +119,22 @@ pub async fn run(
             )
         }
     };
-    let local = local_addrs(&snap.addrs, &engine.cfg);
-    let out = engine
-        .converge(&snap, &local, &vip, &master, Announce::Always)
-        .await;
+    let out = engine.converge(&view, &vip, &master, FirstRound::Now).await;
     let elapsed = ms(t0);
     drop(lock);
-    let changed = match &out {
-        Ok(o) => format!("{:?} {:?}", o.action, o.done),
-        Err(e) => format!("error: {}", crate::error::one_line(e)),
+    let result = match &out {
+        Ok(o) => format!("{:?} {:?}", o.action, o.change),
+        Err(e) => format!("error: {}", one_line(e)),
     };
     info!(
-        master = %call.master, role, to = %format!("{}:{}", call.to.0, call.to.1),
-        sentinel = %said, decided = ?master, result = %changed,
+        master = %call.master, role = call.role.as_str(), to = %Target(&call),
+        sentinel = %said, decided = ?master, result = %result,
         lock_wait_ms = waited, elapsed_ms = elapsed,
         "hook"
     );
     if let Some(t) = out?.target {
-        engine
-            .announce_repeats(&[(&vip, t)], engine.cfg.announce.count.saturating_sub(1))
-            .await;
+        let rounds = engine.cfg.announce.count.saturating_sub(1);
+        engine.repeat_rounds(&[(&vip, t)], rounds).await;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Validation of the seven arguments Sentinel passes to its
-//! `client-reconfig-script`. Pure: it parses and judges, it does not resolve
-//! names or touch the network.
+//! `client-reconfig-script`, and of the names and ports inside them. Pure:
+//! it parses and judges, it does not resolve names or touch the network.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -55,58 +55,81 @@ pub struct HookCall {
     pub to: (Host, u16),
 }
 
+/// The seven arguments, in Sentinel's order.
+const NAMES: [&str; 7] = [
+    "MASTER",
+    "ROLE",
+    "STATE",
+    "FROM_IP",
+    "FROM_PORT",
+    "TO_IP",
+    "TO_PORT",
+];
+
+/// Why a call was refused: always permanent (a retry would pass the same
+/// arguments). Each names the argument; values are shown escaped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("hook takes 7 arguments (MASTER ROLE STATE FROM_IP FROM_PORT TO_IP TO_PORT), got {0}")]
+    Count(usize),
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(&'static str),
+    #[error("{arg} is {len} bytes long (at most {MAX_ARG})")]
+    TooLong { arg: &'static str, len: usize },
+    #[error("{arg} contains control character {c:?}")]
+    Control { arg: &'static str, c: char },
+    #[error("MASTER `{}` is not a valid master name", .0.escape_debug())]
+    Master(String),
+    #[error("ROLE `{0}` must be leader or observer")]
+    Role(String),
+    #[error("STATE `{0}` must be start")]
+    State(String),
+    #[error("{arg} `{value}` is not an IP address or hostname")]
+    Host { arg: &'static str, value: String },
+    #[error("{arg} `{value}` must be a port 1..=65535")]
+    Port { arg: &'static str, value: String },
+}
+
 /// Parses exactly seven arguments; the error is one line naming the
-/// argument, and always permanent (a retry would pass the same arguments).
-pub fn parse(args: &[OsString]) -> Result<HookCall, String> {
+/// argument.
+pub fn parse(args: &[OsString]) -> Result<HookCall, ArgError> {
     if args.len() != 7 {
-        return Err(format!(
-            "hook takes 7 arguments (MASTER ROLE STATE FROM_IP FROM_PORT TO_IP TO_PORT), got {}",
-            args.len()
-        ));
+        return Err(ArgError::Count(args.len()));
     }
-    const NAMES: [&str; 7] = [
-        "MASTER",
-        "ROLE",
-        "STATE",
-        "FROM_IP",
-        "FROM_PORT",
-        "TO_IP",
-        "TO_PORT",
-    ];
     let mut s: Vec<&str> = Vec::with_capacity(7);
-    for (a, name) in args.iter().zip(NAMES) {
-        let v = a
-            .to_str()
-            .ok_or_else(|| format!("{name} is not valid UTF-8"))?;
+    for (a, arg) in args.iter().zip(NAMES) {
+        let v = a.to_str().ok_or(ArgError::NotUtf8(arg))?;
         if v.len() > MAX_ARG {
-            return Err(format!(
-                "{name} is {} bytes long (at most {MAX_ARG})",
-                v.len()
-            ));
+            return Err(ArgError::TooLong { arg, len: v.len() });
         }
         if let Some(c) = v.chars().find(|c| c.is_control()) {
-            return Err(format!("{name} contains control character {:?}", c));
+            return Err(ArgError::Control { arg, c });
         }
         s.push(v);
     }
     if !valid_master_name(s[0]) {
-        return Err(format!("MASTER `{}` is not a valid master name", s[0]));
+        return Err(ArgError::Master(s[0].to_string()));
     }
     let role = match s[1] {
         "leader" => Role::Leader,
         "observer" => Role::Observer,
-        r => return Err(format!("ROLE `{r}` must be leader or observer")),
+        r => return Err(ArgError::Role(r.to_string())),
     };
     // Sentinel documents `start` as the only state it passes.
     if s[2] != "start" {
-        return Err(format!("STATE `{}` must be start", s[2]));
+        return Err(ArgError::State(s[2].to_string()));
     }
     let host = |i: usize| {
-        Host::parse(s[i])
-            .ok_or_else(|| format!("{} `{}` is not an IP address or hostname", NAMES[i], s[i]))
+        Host::parse(s[i]).ok_or_else(|| ArgError::Host {
+            arg: NAMES[i],
+            value: s[i].to_string(),
+        })
     };
     let port = |i: usize| {
-        parse_port(s[i]).ok_or_else(|| format!("{} `{}` must be a port 1..=65535", NAMES[i], s[i]))
+        parse_port(s[i]).ok_or_else(|| ArgError::Port {
+            arg: NAMES[i],
+            value: s[i].to_string(),
+        })
     };
     Ok(HookCall {
         master: s[0].to_string(),
@@ -114,6 +137,15 @@ pub fn parse(args: &[OsString]) -> Result<HookCall, String> {
         from: (host(3)?, port(4)?),
         to: (host(5)?, port(6)?),
     })
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Observer => "observer",
+        }
+    }
 }
 
 /// Decimal 1..=65535 with no sign, space or leading zeros beyond one digit.
@@ -189,37 +221,52 @@ mod tests {
 
     #[test]
     fn rejects_each_kind_of_bad_argument() {
+        use ArgError::*;
         let long = "a".repeat(65536);
-        let cases: Vec<(usize, &str, &str)> = vec![
-            (0, "", "MASTER"),
-            (0, "my\nmaster", "control character"),
-            (0, "-x", "MASTER `-x`"),
-            (0, long.as_str(), "65536 bytes"),
-            (1, "boss", "ROLE"),
-            (2, "end", "STATE"),
-            (3, "999.1.1.1", "FROM_IP"),
-            (5, "192.0.2.12\t", "control character"),
-            (5, "-192.0.2.12", "TO_IP"),
-            (5, "bad host", "TO_IP"),
-            (5, "1.2.3", "TO_IP"),
-            (4, "0", "FROM_PORT"),
-            (6, "70000", "TO_PORT"),
-            (6, "abc", "TO_PORT"),
-            (6, "+80", "TO_PORT"),
-            (6, "080", "TO_PORT"),
-            (6, "", "TO_PORT"),
+        let host = |arg, v: &str| Host {
+            arg,
+            value: v.into(),
+        };
+        let port = |arg, v: &str| Port {
+            arg,
+            value: v.into(),
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(usize, &str, ArgError)> = vec![
+            (0, "", Master("".into())),
+            (0, "my\nmaster", Control { arg: "MASTER", c: '\n' }),
+            (0, "-x", Master("-x".into())),
+            (0, long.as_str(), TooLong { arg: "MASTER", len: 65536 }),
+            (1, "boss", Role("boss".into())),
+            (2, "end", State("end".into())),
+            (3, "999.1.1.1", host("FROM_IP", "999.1.1.1")),
+            (5, "192.0.2.12\t", Control { arg: "TO_IP", c: '\t' }),
+            (5, "-192.0.2.12", host("TO_IP", "-192.0.2.12")),
+            (5, "bad host", host("TO_IP", "bad host")),
+            (5, "1.2.3", host("TO_IP", "1.2.3")),
+            (4, "0", port("FROM_PORT", "0")),
+            (6, "70000", port("TO_PORT", "70000")),
+            (6, "abc", port("TO_PORT", "abc")),
+            (6, "+80", port("TO_PORT", "+80")),
+            (6, "080", port("TO_PORT", "080")),
+            (6, "", port("TO_PORT", "")),
         ];
         for (i, val, want) in cases {
             let mut v: Vec<String> = OK.iter().map(|s| s.to_string()).collect();
             v[i] = val.to_string();
             let e = parse(&v.iter().map(OsString::from).collect::<Vec<_>>()).unwrap_err();
-            assert!(e.contains(want), "arg {i}={val:?}: {e:?} lacks {want:?}");
-            assert!(!e.contains('\n') && e.len() < 300, "one short line: {e:?}");
+            assert_eq!(e, want, "arg {i}={val:?}");
+            let line = e.to_string();
+            assert!(
+                !line.contains('\n') && line.len() < 300,
+                "one short line: {line:?}"
+            );
         }
-        assert!(parse(&args(&OK[..6])).unwrap_err().contains("got 6"));
+        assert_eq!(parse(&args(&OK[..6])).unwrap_err(), Count(6));
         let mut eight = OK.to_vec();
         eight.push("x");
-        assert!(parse(&args(&eight)).unwrap_err().contains("got 8"));
+        assert_eq!(parse(&args(&eight)).unwrap_err(), Count(8));
+        assert!(Count(6).to_string().contains("got 6"));
     }
 
     #[test]
@@ -227,7 +274,7 @@ mod tests {
         use std::os::unix::ffi::OsStringExt;
         let mut v = args(&OK);
         v[0] = OsString::from_vec(vec![0x66, 0xff]);
-        assert!(parse(&v).unwrap_err().contains("UTF-8"));
+        assert_eq!(parse(&v).unwrap_err(), ArgError::NotUtf8("MASTER"));
     }
 
     #[test]

@@ -1,36 +1,50 @@
 //! sentinel-vip keeps a virtual IP on whichever host Redis Sentinel names as
 //! the master, so that clients which know a single address follow failovers.
 //!
-//! Map of the crate (one file per concern):
+//! Map of the crate:
 //!
 //! * [`cli`]      – the command line (derived clap), including Sentinel's bare
 //!   seven-argument form.
+//! * [`cmd`]      – dispatch, and the operator commands, one file each:
+//!   `vip`, `announce`, `reconcile`, `check`, `status`.
+//! * [`hook`]     – hook mode: hand the call to the watcher, or act itself.
+//! * [`watch`]    – watch mode: the select loop and subscriptions, with its
+//!   bookkeeping as plain, table-tested state.
+//! * `engine`     – the pass every mode runs: gather the view (Sentinel
+//!   answers and one netlink dump, concurrently), decide, apply.
+//! * `decide`     – the pure core: from what Sentinel reports, which
+//!   addresses are local and what this host holds, *returns* what to do.
+//! * [`config`]   – the TOML configuration, its defaults and validation.
 //! * [`hookargs`] – validation of the seven `client-reconfig-script` arguments.
-//! * [`config`]   – the TOML configuration and its validation.
-//! * [`decide`]   – the pure core: from what Sentinel reports, which addresses
-//!   are local and what this host holds, *returns* what to do. No I/O.
-//! * [`netlink`]  – address and link work through rtnetlink (never `ip`).
-//! * [`announce`] – gratuitous ARP / unsolicited neighbour advertisement frames
-//!   and the AF_PACKET sender (never `arping`).
-//! * [`sentinel`] – asking Sentinels who the master is; pub/sub payloads.
-//! * [`engine`]   – one reconcile pass: gather the view, decide, apply.
-//! * [`hook`], [`commands`], [`watch`] – the modes built on the engine.
-//! * [`lock`], [`caps`], [`logging`], [`error`] – small supporting pieces.
+//! * [`sentinel`] – asking Sentinels who the master is; their replies and
+//!   pub/sub payloads (pure parsers).
+//! * [`control`]  – the watcher's Unix socket: hooks without privileges
+//!   hand their call to the watcher and get the pass's outcome back.
+//! * `netlink`    – address and link work through rtnetlink (never `ip`),
+//!   one file per verb.
+//! * `announce`   – gratuitous ARP / unsolicited neighbour advertisement
+//!   frames and the AF_PACKET sender (never `arping`).
+//! * `lock`, `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
+//!
+//! Public are what the binary, the man-page generator and the fuzz targets
+//! use; everything else is the crate's own.
 
-pub mod announce;
-pub mod caps;
+mod announce;
+mod caps;
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
-pub mod decide;
-pub mod engine;
+pub mod control;
+mod decide;
+mod engine;
 pub mod error;
-pub mod hook;
+mod hook;
 pub mod hookargs;
-pub mod lock;
+mod lock;
 pub mod logging;
-pub mod netlink;
+mod netlink;
 pub mod sentinel;
-pub mod watch;
+mod users;
+mod watch;
 
 pub use error::{exit_code, Permanent};

@@ -4,6 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tracing::level_filters::LevelFilter;
@@ -16,6 +17,14 @@ pub enum Format {
     #[default]
     Text,
     Json,
+}
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`init`] ran: then errors go through the log (stderr and
+/// `log_file`), and must not be printed a second time.
+pub fn installed() -> bool {
+    INSTALLED.load(Ordering::Relaxed)
 }
 
 /// Installs the subscriber once. A log file that cannot be opened is
@@ -63,8 +72,10 @@ pub fn init(format: Format, log_file: Option<&Path>) {
             l.with_filter(filter()).boxed()
         }
     });
-    let _ = tracing_subscriber::registry()
+    let ok = tracing_subscriber::registry()
         .with(layer(format == Format::Json).with_filter(filter()))
         .with(file_layer)
-        .try_init();
+        .try_init()
+        .is_ok();
+    INSTALLED.fetch_or(ok, Ordering::Relaxed);
 }

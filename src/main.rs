@@ -1,5 +1,5 @@
 //! Thin entry point: parse, build the runtime, hand the command and a
-//! shutdown future to `commands::run`, map the result to an exit code.
+//! shutdown future to `cmd::run`, map the result to an exit code.
 
 use sentinel_vip::cli;
 use sentinel_vip::error::{exit_code, one_line};
@@ -39,9 +39,14 @@ fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(e) = rt.block_on(sentinel_vip::commands::run(cli, shutdown)) {
-        tracing::error!("{}", one_line(&e));
-        eprintln!("sentinel-vip: {}", one_line(&e));
+    if let Err(e) = rt.block_on(sentinel_vip::cmd::run(cli, shutdown)) {
+        // Once, on one line: through the log when it is set up (so the
+        // log file has it too), else plainly.
+        if sentinel_vip::logging::installed() {
+            tracing::error!("{}", one_line(&e));
+        } else {
+            eprintln!("sentinel-vip: {}", one_line(&e));
+        }
         std::process::exit(exit_code(&e));
     }
 }

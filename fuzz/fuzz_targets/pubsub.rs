@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
     let (channel, payload) = text.split_once('\n').unwrap_or(("+switch-master", &text));
     if let Ok(ev) = parse_event(channel, payload) {
         assert!(valid_master_name(&ev.master));
-        assert!(ev.to.1 > 0);
+        assert!(ev.addr.1 > 0);
     }
 });

@@ -276,6 +276,11 @@ impl Lab {
         self.node_dir(n).join("sentinel-vip.log")
     }
 
+    /// Node `n`'s control socket (the watcher listens, hooks connect).
+    pub fn control_socket(&self, n: usize) -> PathBuf {
+        self.node_dir(n).join("run").join("control.sock")
+    }
+
     /// The lab's private copy of the sentinel-vip binary.
     pub fn bin(&self) -> &Path {
         &self.bin
@@ -374,6 +379,10 @@ impl Lab {
             let d = self.node_dir(n);
             fs::create_dir_all(d.join("redis"))
                 .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", d.display()));
+            let run = d.join("run");
+            fs::create_dir_all(&run)
+                .and_then(|_| fs::set_permissions(&run, fs::Permissions::from_mode(0o1777)))
+                .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", run.display()));
             write_file(&self.config_path(n), &self.sv_config(n));
             write_file(&d.join("sentinel.conf"), &self.sentinel_conf(n));
         }
@@ -386,10 +395,15 @@ impl Lab {
             .map(|&m| format!("\"{}:{SENTINEL_PORT}\"", node_ip(m)))
             .collect::<Vec<_>>()
             .join(", ");
+        // The control socket in the lab's own dir (never the host's /run),
+        // in a directory the unprivileged watcher may create it in; group
+        // nogroup is the one `nobody` has, and root may use any.
         format!(
             "sentinels = [{sentinels}]\n\
              log_file = \"{}\"\n\
              lock_file = \"{}\"\n\
+             control_socket = \"{}\"\n\
+             control_socket_group = \"nogroup\"\n\
              {}\n\
              [[vip]]\n\
              master = \"{MASTER_NAME}\"\n\
@@ -398,6 +412,7 @@ impl Lab {
              {}\n",
             self.sv_log_path(n).display(),
             d.join("sentinel-vip.lock").display(),
+            self.control_socket(n).display(),
             self.opts.toml_top,
             self.opts.toml_tail,
         )

@@ -1,0 +1,237 @@
+//! `status`: per VIP and Sentinel, what the Sentinels say, whether the
+//! master is local, whether the VIP is held, and what a pass would do
+//! (asked of `decide`, like every mode). Exit 1 on any disagreement. It
+//! only reads.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decide::{Action, Presence};
+use crate::engine::Engine;
+
+/// One Sentinel's answer about one master.
+#[derive(Debug, Serialize)]
+struct SentinelRow {
+    sentinel: String,
+    reachable: bool,
+    master: Option<String>,
+    config_epoch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One VIP.
+#[derive(Debug, Serialize)]
+struct StatusRow {
+    master: String,
+    vip: String,
+    interface: String,
+    sentinel_master: Option<String>,
+    config_epoch: Option<u64>,
+    answered: usize,
+    sentinels_total: usize,
+    master_is_local: bool,
+    vip_held: bool,
+    presence: String,
+    /// What a pass would do now, if anything.
+    pending: Option<String>,
+    agree: bool,
+    sentinels: Vec<SentinelRow>,
+}
+
+pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
+    let engine = Engine::new(cfg)?;
+    let view = engine.gather(&engine.cfg.masters()).await?;
+    let mut rows = Vec::new();
+    for v in &engine.cfg.vip {
+        let (verdict, master) = view.master(&v.master);
+        let presence = view.presence(v);
+        let action = view.decide(&engine.cfg, v, &master);
+        let sentinels: Vec<SentinelRow> = view
+            .answers
+            .iter()
+            .map(|a| {
+                let rep = a.report(&v.master);
+                SentinelRow {
+                    sentinel: a.sentinel.clone(),
+                    reachable: a.reply.is_ok(),
+                    master: rep.map(|r| format!("{}:{}", r.host, r.port)),
+                    config_epoch: rep.map(|r| r.epoch),
+                    error: a.reply.as_ref().err().map(|e| e.to_string()),
+                }
+            })
+            .collect();
+        let reported: HashSet<&String> =
+            sentinels.iter().filter_map(|s| s.master.as_ref()).collect();
+        let settled = matches!(action, Action::Nothing | Action::Keep);
+        rows.push(StatusRow {
+            master: v.master.clone(),
+            vip: v.address.to_string(),
+            interface: v.interface.clone(),
+            sentinel_master: verdict
+                .master
+                .as_ref()
+                .map(|r| format!("{}:{}", r.host, r.port)),
+            config_epoch: verdict.master.as_ref().map(|r| r.epoch),
+            answered: verdict.answered,
+            sentinels_total: verdict.total,
+            master_is_local: master.is_local(&view.local),
+            vip_held: presence == Presence::Held,
+            presence: format!("{presence:?}"),
+            pending: match action {
+                Action::Nothing | Action::Keep => None,
+                Action::Refuse(why) => Some(format!("Refuse: {why}")),
+                a => Some(format!("{a:?}")),
+            },
+            agree: verdict.majority() && reported.len() == 1 && settled,
+            sentinels,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", text(&rows));
+    }
+    if rows.iter().all(|r| r.agree) {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "status: Sentinels, this host and the VIP do not all agree"
+        ))
+    }
+}
+
+/// Two tables for a person: the VIPs, then each Sentinel's answer.
+fn text(rows: &[StatusRow]) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut vips = vec![[
+        "MASTER",
+        "VIP",
+        "IFACE",
+        "SENTINELS SAY",
+        "EPOCH",
+        "ANSWERED",
+        "LOCAL",
+        "HELD",
+        "STATE",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut sentinels = vec![["SENTINEL", "MASTER", "SAYS"].map(String::from).to_vec()];
+    for r in rows {
+        vips.push(vec![
+            r.master.clone(),
+            r.vip.clone(),
+            r.interface.clone(),
+            r.sentinel_master
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+            r.config_epoch.map_or("-".into(), |e| e.to_string()),
+            format!("{}/{}", r.answered, r.sentinels_total),
+            yes(r.master_is_local),
+            yes(r.vip_held),
+            match (&r.pending, r.agree) {
+                (Some(p), _) => format!("DISAGREE, would {p}"),
+                (None, true) => "ok".into(),
+                (None, false) => "DISAGREE".into(),
+            },
+        ]);
+        for s in &r.sentinels {
+            let says = match (&s.master, s.config_epoch, &s.error) {
+                (Some(m), Some(e), _) => format!("{m} epoch {e}"),
+                (_, _, Some(e)) => format!("no answer: {e}"),
+                _ => "does not monitor it".into(),
+            };
+            sentinels.push(vec![s.sentinel.clone(), r.master.clone(), says]);
+        }
+    }
+    let mut out = table(&vips);
+    out.push('\n');
+    out.push_str(&table(&sentinels));
+    out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = width[c]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_line_up() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long one".into(), "x".into(), "y".into()],
+        ]);
+        assert_eq!(t, "A         BB  C\nlong one  x   y\n");
+    }
+
+    #[test]
+    fn text_shows_each_vip_and_sentinel() {
+        let row = StatusRow {
+            master: "mymaster".into(),
+            vip: "192.0.2.100/24".into(),
+            interface: "eth0".into(),
+            sentinel_master: Some("192.0.2.12:6379".into()),
+            config_epoch: Some(4),
+            answered: 2,
+            sentinels_total: 3,
+            master_is_local: true,
+            vip_held: false,
+            presence: "Absent".into(),
+            pending: Some("Acquire".into()),
+            agree: false,
+            sentinels: vec![
+                SentinelRow {
+                    sentinel: "192.0.2.11:26379".into(),
+                    reachable: true,
+                    master: Some("192.0.2.12:6379".into()),
+                    config_epoch: Some(4),
+                    error: None,
+                },
+                SentinelRow {
+                    sentinel: "192.0.2.13:26379".into(),
+                    reachable: false,
+                    master: None,
+                    config_epoch: None,
+                    error: Some("no answer within 300 ms".into()),
+                },
+            ],
+        };
+        let t = text(&[row]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("MASTER    VIP"), "{t}");
+        assert!(lines[1].contains("192.0.2.12:6379") && lines[1].contains("2/3"));
+        assert!(lines[1].ends_with("DISAGREE, would Acquire"), "{t}");
+        assert!(lines[4].contains("192.0.2.12:6379 epoch 4"), "{t}");
+        assert!(
+            lines[5].contains("no answer: no answer within 300 ms"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,552 @@
+//! The TOML configuration: parsing, defaults (each defined once, here) and
+//! every validation a value needs before it may reach the kernel. It reads
+//! one file and touches nothing else.
+
+mod addr;
+
+pub use addr::{check_label, valid_ifname, Cidr, Endpoint};
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::permanent;
+use crate::hookargs::valid_master_name;
+
+/// Where the config is looked for when neither `--config` nor
+/// `SENTINEL_VIP_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "/etc/sentinel-vip/sentinel-vip.toml";
+
+/// The defaults of every optional key.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `/run/lock` is world-writable tmpfs on Debian-family systems, so an
+    /// unprivileged hook can create the lock; it is emptied at boot, like
+    /// the VIPs themselves.
+    pub const LOCK_FILE: &str = "/run/lock/sentinel-vip.lock";
+    /// Where the watcher listens for hooks (systemd's `RuntimeDirectory=`).
+    pub const CONTROL_SOCKET: &str = "/run/sentinel-vip/control.sock";
+    /// The group Sentinel runs as on Debian and Ubuntu: it may use the socket.
+    pub const CONTROL_GROUP: &str = "redis";
+    pub const SENTINEL_TIMEOUT: Duration = Duration::from_millis(300);
+    pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(1000);
+    pub const SENTINEL_LOSS_AFTER: Duration = Duration::from_millis(10_000);
+    pub const ANNOUNCE_COUNT: u32 = 3;
+    /// Above Linux's 1 s neighbour `locktime`, or clients that took the
+    /// first round would ignore the repeats.
+    pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(1100);
+    pub const ANNOUNCE_REFRESH: Duration = Duration::from_millis(5000);
+}
+
+/// Why a config was refused; one line, naming the line or the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong form.
+    #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Syntax {
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("no [[vip]] table: nothing to manage")]
+    NoVip,
+    /// A well-formed value that is not allowed.
+    #[error("{key} {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// What to do with a held VIP when a Sentinel majority stops answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Keep,
+    Release,
+}
+
+/// One `[[vip]]` table: the VIP that follows one Sentinel master name.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    pub master: String,
+    pub address: Cidr,
+    pub interface: String,
+    pub label: Option<String>,
+}
+
+/// `[announce]`: how gratuitous ARP / unsolicited NA is sent.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnounceConfig {
+    /// Rounds sent after taking the VIP; each round is an ARP request and an
+    /// ARP reply (some devices only accept one of the two forms).
+    pub count: u32,
+    /// Spacing of rounds.
+    #[serde(rename = "interval_ms", deserialize_with = "millis")]
+    pub interval: Duration,
+    /// While holding, the watcher re-announces this often, so that after a
+    /// split brain heals the true holder wins the clients' tables back.
+    /// Zero: never.
+    #[serde(rename = "refresh_interval_ms", deserialize_with = "millis")]
+    pub refresh: Duration,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            count: defaults::ANNOUNCE_COUNT,
+            interval: defaults::ANNOUNCE_INTERVAL,
+            refresh: defaults::ANNOUNCE_REFRESH,
+        }
+    }
+}
+
+/// TLS settings for the connections to Sentinel.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM bundle of the CA that signed the Sentinels' certificates; the
+    /// system roots are used when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for Sentinels with `tls-auth-clients`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sentinels: Vec<Endpoint>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+    /// Present (even empty) = speak TLS to every Sentinel.
+    pub sentinel_tls: Option<TlsConfig>,
+    /// Per question to each Sentinel.
+    #[serde(
+        rename = "sentinel_timeout_ms",
+        default = "sentinel_timeout",
+        deserialize_with = "millis"
+    )]
+    pub sentinel_timeout: Duration,
+    pub log_file: Option<PathBuf>,
+    #[serde(default = "lock_file")]
+    pub lock_file: PathBuf,
+    /// The watcher's Unix socket, through which unprivileged hooks ask it
+    /// for a pass.
+    #[serde(default = "control_socket")]
+    pub control_socket: PathBuf,
+    /// Group that may use the socket (mode 0660).
+    #[serde(default = "control_group")]
+    pub control_socket_group: String,
+    /// The watcher's timer pass.
+    #[serde(
+        rename = "reconcile_interval_ms",
+        default = "reconcile_interval",
+        deserialize_with = "millis"
+    )]
+    pub reconcile_interval: Duration,
+    #[serde(default)]
+    pub on_sentinel_loss: Policy,
+    #[serde(
+        rename = "sentinel_loss_after_ms",
+        default = "sentinel_loss_after",
+        deserialize_with = "millis"
+    )]
+    pub sentinel_loss_after: Duration,
+    #[serde(default)]
+    pub on_exit: Policy,
+    #[serde(default)]
+    pub announce: AnnounceConfig,
+    #[serde(default)]
+    pub vip: Vec<VipConfig>,
+}
+
+// serde wants functions for defaults; each returns its constant.
+fn sentinel_timeout() -> Duration {
+    defaults::SENTINEL_TIMEOUT
+}
+fn reconcile_interval() -> Duration {
+    defaults::RECONCILE_INTERVAL
+}
+fn sentinel_loss_after() -> Duration {
+    defaults::SENTINEL_LOSS_AFTER
+}
+fn lock_file() -> PathBuf {
+    PathBuf::from(defaults::LOCK_FILE)
+}
+fn control_socket() -> PathBuf {
+    PathBuf::from(defaults::CONTROL_SOCKET)
+}
+fn control_group() -> String {
+    defaults::CONTROL_GROUP.to_string()
+}
+
+/// `*_ms` keys: whole milliseconds in the file, a `Duration` in the program.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+impl Config {
+    /// Reads and validates `path`; every failure is permanent (exit 2).
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| permanent(format!("config {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| permanent(format!("config {}: {e}", path.display())))
+    }
+
+    /// Parses TOML text; the error is one line naming the line or the key.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            message: e.message().trim().replace('\n', " "),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.vip.is_empty() {
+            return Err(ConfigError::NoVip);
+        }
+        let mut masters = HashSet::new();
+        let mut addrs = HashSet::new();
+        for v in &self.vip {
+            if !valid_master_name(&v.master) {
+                return Err(invalid(
+                    "vip.master",
+                    format!("`{}` is not a valid master name", v.master.escape_debug()),
+                ));
+            }
+            if !masters.insert(v.master.as_str()) {
+                return Err(invalid(
+                    "vip.master",
+                    format!("`{}` appears twice", v.master),
+                ));
+            }
+            if !addrs.insert(v.address.ip) {
+                return Err(invalid(
+                    "vip.address",
+                    format!("{} appears twice", v.address.ip),
+                ));
+            }
+            if !valid_ifname(&v.interface) {
+                return Err(invalid(
+                    "vip.interface",
+                    format!(
+                        "`{}` is not a valid interface name",
+                        v.interface.escape_debug()
+                    ),
+                ));
+            }
+            if let Some(l) = &v.label {
+                check_label(l, &v.interface, v.address.ip).map_err(|e| invalid("vip.label", e))?;
+            }
+        }
+        let a = &self.announce;
+        if !(1..=100).contains(&a.count) {
+            return Err(invalid(
+                "announce.count",
+                format!("{} must be 1..=100", a.count),
+            ));
+        }
+        if a.interval.is_zero() || a.interval * (a.count - 1) > Duration::from_secs(50) {
+            return Err(invalid(
+                "announce.interval_ms",
+                format!(
+                    "{} must be > 0 and all rounds must fit in 50 s (Sentinel kills scripts after 60 s)",
+                    a.interval.as_millis()
+                ),
+            ));
+        }
+        if !a.refresh.is_zero() && a.refresh < Duration::from_millis(100) {
+            return Err(invalid(
+                "announce.refresh_interval_ms",
+                "must be 0 (off) or >= 100",
+            ));
+        }
+        let ms = |d: Duration| d.as_millis();
+        if !(10..=60_000).contains(&ms(self.sentinel_timeout)) {
+            return Err(invalid("sentinel_timeout_ms", "must be 10..=60000"));
+        }
+        if !(50..=3_600_000).contains(&ms(self.reconcile_interval)) {
+            return Err(invalid("reconcile_interval_ms", "must be 50..=3600000"));
+        }
+        if ms(self.sentinel_loss_after) < 100 {
+            return Err(invalid("sentinel_loss_after_ms", "must be >= 100"));
+        }
+        let sock = &self.control_socket;
+        if !sock.is_absolute() || sock.as_os_str().len() > 107 {
+            return Err(invalid(
+                "control_socket",
+                format!(
+                    "`{}` must be an absolute path of at most 107 bytes",
+                    sock.display()
+                ),
+            ));
+        }
+        let g = &self.control_socket_group;
+        let group_char = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+        if g.is_empty() || g.len() > 32 || g.starts_with('-') || !g.chars().all(group_char) {
+            return Err(invalid(
+                "control_socket_group",
+                format!("`{}` is not a group name", g.escape_debug()),
+            ));
+        }
+        if self.sentinel_password.is_none() && self.sentinel_username.is_some() {
+            return Err(invalid("sentinel_username", "needs sentinel_password"));
+        }
+        if let Some(t) = &self.sentinel_tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                return Err(invalid(
+                    "sentinel_tls.cert_file",
+                    "and key_file go together",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[vip]]` that follows `master`, if any.
+    pub fn vip_for(&self, master: &str) -> Option<&VipConfig> {
+        self.vip.iter().find(|v| v.master == master)
+    }
+
+    /// The master names to ask the Sentinels about, each once.
+    pub fn masters(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.vip
+            .iter()
+            .map(|v| v.master.as_str())
+            .filter(|m| seen.insert(*m))
+            .collect()
+    }
+
+    /// Whether `ip` is one of the configured VIPs.
+    pub fn is_vip(&self, ip: std::net::IpAddr) -> bool {
+        self.vip.iter().any(|v| v.address.ip == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+sentinels = ["192.0.2.11:26379", "[2001:db8::1]:26379", "sentinel-a.example:26379"]
+log_file = "/var/log/sentinel-vip.log"
+[[vip]]
+master = "mymaster"
+address = "192.0.2.100/24"
+interface = "eth0"
+label = "eth0:vip"
+[[vip]]
+master = "cache"
+address = "2001:db8::100/64"
+interface = "eth0"
+[announce]
+count = 2
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.sentinels.len(), 3);
+        assert_eq!(c.sentinels[1].host, "2001:db8::1");
+        assert_eq!(c.sentinels[2].port, 26379);
+        assert_eq!(c.vip[0].address.to_string(), "192.0.2.100/24");
+        assert_eq!(c.vip[1].address.prefix, 64);
+        assert_eq!(c.announce.count, 2);
+        assert_eq!(c.announce.interval, defaults::ANNOUNCE_INTERVAL);
+        assert_eq!(c.announce.refresh, defaults::ANNOUNCE_REFRESH);
+        assert_eq!(c.on_exit, Policy::Keep);
+        assert_eq!(c.on_sentinel_loss, Policy::Keep);
+        assert_eq!(c.reconcile_interval, Duration::from_millis(1000));
+        assert_eq!(c.sentinel_timeout, Duration::from_millis(300));
+        assert_eq!(c.sentinel_loss_after, Duration::from_secs(10));
+        assert_eq!(c.lock_file, PathBuf::from(defaults::LOCK_FILE));
+        assert_eq!(c.control_socket, PathBuf::from(defaults::CONTROL_SOCKET));
+        assert_eq!(c.control_socket_group, "redis");
+        assert_eq!(c.vip_for("cache").unwrap().interface, "eth0");
+        assert!(c.vip_for("other").is_none());
+        assert_eq!(c.masters(), ["mymaster", "cache"]);
+        assert!(c.is_vip("2001:db8::100".parse().unwrap()));
+        let ms = Config::parse(&format!("sentinel_timeout_ms = 25\n{VIP}")).unwrap();
+        assert_eq!(ms.sentinel_timeout, Duration::from_millis(25));
+    }
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text).unwrap_err()
+    }
+
+    const VIP: &str =
+        "[[vip]]\nmaster = \"m\"\naddress = \"192.0.2.100/24\"\ninterface = \"eth0\"\n";
+
+    /// Values of the wrong form: refused by the parser, with the line.
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let cases: &[(String, usize, &str)] = &[
+            (format!("colour = 1\n{VIP}"), 1, "unknown field `colour`"),
+            (format!("{VIP}flavour = 2\n"), 5, "unknown field `flavour`"),
+            (VIP.replace("/24", ""), 3, "needs a prefix length"),
+            (VIP.replace(".100/", ".300/"), 3, "not an IP address"),
+            (VIP.replace("/24", "/33"), 3, "prefix length must be 0..=32"),
+            (VIP.replace(".100/", ".0/"), 3, "cannot be a VIP"),
+            (
+                format!("sentinels = [\"192.0.2.1\"]\n{VIP}"),
+                1,
+                "must be host:port",
+            ),
+            (
+                format!("on_exit = \"maybe\"\n{VIP}"),
+                1,
+                "unknown variant `maybe`",
+            ),
+            (
+                format!("sentinel_timeout_ms = -1\n{VIP}"),
+                1,
+                "invalid value",
+            ),
+            ("sentinels = [\n".to_string(), 1, "unclosed array"),
+        ];
+        for (text, line, want) in cases {
+            match err(text) {
+                ConfigError::Syntax { line: l, message } => {
+                    assert_eq!(l, Some(*line), "{text:?}: {message}");
+                    assert!(
+                        message.contains(want),
+                        "{text:?}: {message:?} lacks {want:?}"
+                    );
+                }
+                e => panic!("{text:?}: want a syntax error, got {e:?}"),
+            }
+        }
+    }
+
+    /// Well-formed values that are not allowed: refused naming the key.
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases: &[(String, &str, &str)] = &[
+            (format!("{VIP}{VIP}"), "vip.master", "appears twice"),
+            (
+                format!("{VIP}{}", VIP.replace("\"m\"", "\"n\"")),
+                "vip.address",
+                "192.0.2.100 appears twice",
+            ),
+            (
+                VIP.replace("eth0", "eth0 x"),
+                "vip.interface",
+                "not a valid",
+            ),
+            (
+                VIP.replace("\"m\"", "\"-m\""),
+                "vip.master",
+                "not a valid master name",
+            ),
+            (
+                format!("{VIP}label = \"wlan0:x\"\n"),
+                "vip.label",
+                "must be at most 15",
+            ),
+            (
+                format!("{VIP}[announce]\ncount = 0\n"),
+                "announce.count",
+                "1..=100",
+            ),
+            (
+                format!("{VIP}[announce]\ninterval_ms = 40000\n"),
+                "announce.interval_ms",
+                "fit in 50 s",
+            ),
+            (
+                format!("{VIP}[announce]\nrefresh_interval_ms = 5\n"),
+                "announce.refresh_interval_ms",
+                ">= 100",
+            ),
+            (
+                format!("sentinel_timeout_ms = 5\n{VIP}"),
+                "sentinel_timeout_ms",
+                "10..=60000",
+            ),
+            (
+                format!("reconcile_interval_ms = 1\n{VIP}"),
+                "reconcile_interval_ms",
+                "50..=",
+            ),
+            (
+                format!("sentinel_loss_after_ms = 1\n{VIP}"),
+                "sentinel_loss_after_ms",
+                ">= 100",
+            ),
+            (
+                format!("control_socket = \"run/x.sock\"\n{VIP}"),
+                "control_socket",
+                "absolute",
+            ),
+            (
+                format!("control_socket = \"/{}\"\n{VIP}", "a".repeat(107)),
+                "control_socket",
+                "at most 107 bytes",
+            ),
+            (
+                format!("control_socket_group = \"-r\"\n{VIP}"),
+                "control_socket_group",
+                "not a group",
+            ),
+            (
+                format!("control_socket_group = \"a b\"\n{VIP}"),
+                "control_socket_group",
+                "not a group",
+            ),
+            (
+                format!("sentinel_username = \"u\"\n{VIP}"),
+                "sentinel_username",
+                "needs",
+            ),
+            (
+                format!("{VIP}[sentinel_tls]\ncert_file = \"/c\"\n"),
+                "sentinel_tls.cert_file",
+                "go together",
+            ),
+        ];
+        for (text, key, want) in cases {
+            match err(text) {
+                ConfigError::Invalid { key: k, problem } => {
+                    assert_eq!(k, *key, "{text:?}: {problem}");
+                    assert!(
+                        problem.contains(want),
+                        "{text:?}: {problem:?} lacks {want:?}"
+                    );
+                }
+                e => panic!("{text:?}: want an invalid {key}, got {e:?}"),
+            }
+        }
+        assert_eq!(err("sentinels = []\n"), ConfigError::NoVip);
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for text in [
+            format!("colour = 1\n{VIP}"),
+            format!("{VIP}{VIP}"),
+            String::new(),
+        ] {
+            let e = err(&text).to_string();
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+        assert!(err(&format!("{VIP}bogus = 1\n"))
+            .to_string()
+            .starts_with("line 5:"));
+    }
+}

@@ -1,0 +1,247 @@
+//! The pass, owned here and shared by every mode: [`Engine::gather`] takes
+//! the view (the Sentinels' answers and one netlink dump, concurrently),
+//! [`View::decide`] says what to do per VIP, [`Engine::apply`] does it.
+//! Policy lives in `decide`; this module only plumbs, and never runs a
+//! Sentinel question or a dump per VIP.
+
+mod view;
+
+pub use view::{local_addrs, presence, View};
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use tracing::{info, warn};
+
+use crate::announce::{Sender, Target};
+use crate::config::{Config, VipConfig};
+use crate::decide::{announce_again, Action, Master};
+use crate::error::permanent;
+use crate::hookargs::Host;
+use crate::netlink::{Change, Netlink};
+use crate::sentinel::{verdict, Sentinels};
+
+/// Who sends the first announcement round for a VIP held after `apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstRound {
+    /// `apply` does, for a VIP taken or kept (the hook and `reconcile`: an
+    /// operator or a late retry expects clients to be pointed here again).
+    Now,
+    /// The caller schedules every round (the watcher).
+    Scheduled,
+}
+
+/// The outcome for one VIP, for logs and replies.
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: Action,
+    pub change: Option<Change>,
+    /// Set when the VIP is held after the pass: the caller may announce more.
+    pub target: Option<Target>,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub nl: Netlink,
+    pub sentinels: Sentinels,
+    /// Opened on first use (it needs CAP_NET_RAW, `status` does not) and
+    /// kept: closing an AF_PACKET socket costs an RCU grace period.
+    packet: OnceLock<Sender>,
+}
+
+/// Resolves a Sentinel-style address (`announce-hostnames` gives names).
+pub async fn resolve(host: &Host) -> Result<Vec<IpAddr>> {
+    match host {
+        Host::Ip(ip) => Ok(vec![*ip]),
+        Host::Name(n) => {
+            let ips: Vec<IpAddr> = tokio::net::lookup_host((n.as_str(), 0))
+                .await
+                .map_err(|e| anyhow!("resolve {n}: {e}"))?
+                .map(|sa| sa.ip())
+                .collect();
+            if ips.is_empty() {
+                Err(anyhow!("resolve {n}: no addresses"))
+            } else {
+                Ok(ips)
+            }
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Result<Engine> {
+        let sentinels = Sentinels::new(&cfg)?;
+        Ok(Engine {
+            nl: Netlink::connect()?,
+            sentinels,
+            cfg,
+            packet: OnceLock::new(),
+        })
+    }
+
+    /// The view of one pass: every Sentinel asked about `names` in one
+    /// pipeline each, while the netlink dump runs (the two are
+    /// independent); then each verdict resolved to addresses.
+    pub async fn gather(&self, names: &[&str]) -> Result<View> {
+        let (answers, snap) = tokio::join!(self.sentinels.ask(names), self.nl.snapshot());
+        let snap = snap?;
+        let mut masters = HashMap::new();
+        for n in names {
+            let v = verdict(&answers, n);
+            let m = match &v.master {
+                Some(r) => match resolve(&r.host).await {
+                    Ok(ips) => Master::Known(ips),
+                    Err(e) => {
+                        warn!(master = %n, error = %e, "cannot resolve the master Sentinel names");
+                        Master::Unknown { lost_for: None }
+                    }
+                },
+                None => Master::Unknown { lost_for: None },
+            };
+            masters.insert(n.to_string(), (v, m));
+        }
+        Ok(View {
+            answers,
+            masters,
+            local: local_addrs(&snap.addrs, &self.cfg),
+            snap,
+        })
+    }
+
+    /// Sends one announcement round for `t`.
+    pub fn send_round(&self, t: &Target) -> Result<()> {
+        let sender = match self.packet.get() {
+            Some(s) => s,
+            None => {
+                let s = Sender::open()?;
+                self.packet.get_or_init(|| s)
+            }
+        };
+        sender
+            .send_round(t)
+            .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))
+    }
+
+    /// Decides for `vip` against `view` with `master`, and applies it.
+    pub async fn converge(
+        &self,
+        view: &View,
+        vip: &VipConfig,
+        master: &Master,
+        first: FirstRound,
+    ) -> Result<Outcome> {
+        let action = view.decide(&self.cfg, vip, master);
+        self.apply(view, vip, action, first).await
+    }
+
+    /// Carries out `action` for `vip`: add and announce, keep, or delete.
+    pub async fn apply(
+        &self,
+        view: &View,
+        vip: &VipConfig,
+        action: Action,
+        first: FirstRound,
+    ) -> Result<Outcome> {
+        let link = view.snap.link(&vip.interface);
+        let mut out = Outcome {
+            action: action.clone(),
+            change: None,
+            target: None,
+        };
+        if !matches!(action, Action::Nothing | Action::Refuse(_)) {
+            // Fail before touching anything: adding a VIP we then cannot
+            // announce would leave clients pointing at the old holder.
+            let missing = crate::caps::missing();
+            if !missing.is_empty() {
+                return Err(permanent(format!(
+                    "{}: would {action:?} {} but lacks {}",
+                    vip.master,
+                    vip.address,
+                    missing.join(" and ")
+                )));
+            }
+        }
+        match &action {
+            Action::Refuse(why) => return Err(permanent(format!("{}: {why}", vip.master))),
+            Action::Nothing => {}
+            Action::Acquire | Action::Keep => {
+                let link = link.ok_or_else(|| {
+                    anyhow!("{}: interface {} does not exist", vip.master, vip.interface)
+                })?;
+                let mac = link.mac.ok_or_else(|| {
+                    permanent(format!("interface {} has no Ethernet address", link.name))
+                })?;
+                if action == Action::Acquire {
+                    let label = vip.label.as_deref();
+                    out.change = Some(self.nl.add(vip.address, link.index, label).await?);
+                }
+                let t = Target {
+                    ifindex: link.index,
+                    ifname: link.name.clone(),
+                    mac,
+                    ip: vip.address.ip,
+                };
+                if first == FirstRound::Now {
+                    self.send_round(&t)?;
+                }
+                out.target = Some(t);
+            }
+            Action::Release => {
+                // Presence was Held, so the interface exists in the view.
+                let index = link
+                    .map(|l| l.index)
+                    .ok_or_else(|| anyhow!("interface {} vanished", vip.interface))?;
+                out.change = Some(self.nl.del(vip.address, index).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The remaining announcement rounds of a one-shot run, for every VIP
+    /// it holds, `announce.interval_ms` apart. Before each round, one
+    /// view for all of them (never one per VIP); a VIP gets the round only
+    /// if [`announce_again`] allows, and once refused it gets no more.
+    pub async fn repeat_rounds(&self, held: &[(&VipConfig, Target)], rounds: u32) {
+        let mut held: Vec<&(&VipConfig, Target)> = held.iter().collect();
+        for _ in 0..rounds {
+            if held.is_empty() {
+                return;
+            }
+            tokio::time::sleep(self.cfg.announce.interval).await;
+            let names: Vec<&str> = held.iter().map(|(v, _)| v.master.as_str()).collect();
+            let view = match self.gather(&names).await {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(error = %e, "cannot check the VIPs before announcing; stopping");
+                    return;
+                }
+            };
+            held.retain(|(vip, t)| {
+                let present = view
+                    .snap
+                    .addrs
+                    .iter()
+                    .any(|a| a.ip == t.ip && a.index == t.ifindex);
+                let (_, master) = view.master(&vip.master);
+                let again = announce_again(present, &master, &view.local);
+                if !again {
+                    info!(vip = %t.ip, present, sentinel = ?master, "VIP no longer ours to announce; stopping");
+                }
+                again
+            });
+            for (_, t) in &held {
+                if let Err(e) = self.send_round(t) {
+                    warn!(vip = %t.ip, error = %e, "announce failed");
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since `t`, for logs.
+pub fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,186 @@
+//! What a pass sees, and the pure readings of it: how a VIP is present,
+//! which addresses are this host's own, what [`decide`] says for a VIP.
+//! No I/O: a `View` is data gathered by the engine.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use crate::config::{Config, VipConfig};
+use crate::decide::{decide, Action, Facts, Master, Presence};
+use crate::netlink::{Addr, Snapshot};
+use crate::sentinel::{Answer, Verdict};
+
+/// One pass's view of the world.
+#[derive(Debug)]
+pub struct View {
+    /// Each configured Sentinel's answer, in config order.
+    pub answers: Vec<Answer>,
+    /// Per master asked about: the combined verdict and, resolved, where
+    /// the master is.
+    pub masters: HashMap<String, (Verdict, Master)>,
+    /// This host's links and addresses, one dump.
+    pub snap: Snapshot,
+    /// This host's own addresses, never counting a VIP.
+    pub local: HashSet<IpAddr>,
+}
+
+impl View {
+    /// The verdict and resolved master for `name` (asked about, or the
+    /// empty verdict when it was not).
+    pub fn master(&self, name: &str) -> (Verdict, Master) {
+        self.masters.get(name).cloned().unwrap_or_else(|| {
+            let v = crate::sentinel::verdict(&self.answers, name);
+            (v, Master::Unknown { lost_for: None })
+        })
+    }
+
+    /// How `vip` is present in this view.
+    pub fn presence(&self, vip: &VipConfig) -> Presence {
+        presence(&self.snap, vip)
+    }
+
+    /// What to do for `vip` if its master is `master`.
+    pub fn decide(&self, cfg: &Config, vip: &VipConfig, master: &Master) -> Action {
+        decide(&Facts {
+            vip: vip.address.ip,
+            master,
+            local: &self.local,
+            presence: &self.presence(vip),
+            on_sentinel_loss: cfg.on_sentinel_loss,
+            sentinel_loss_after: cfg.sentinel_loss_after,
+        })
+    }
+}
+
+/// How the VIP is present in the snapshot.
+pub fn presence(s: &Snapshot, vip: &VipConfig) -> Presence {
+    let ifindex = s.link(&vip.interface).map(|l| l.index);
+    let mut held = false;
+    for a in s.addrs.iter().filter(|a| a.ip == vip.address.ip) {
+        let ifname = s.link_by_index(a.index).map_or("?", |l| l.name.as_str());
+        if Some(a.index) != ifindex || a.prefix != vip.address.prefix {
+            return Presence::Foreign(format!(
+                "{}/{} is on {ifname}, not the configured {} on {}; remove it by hand",
+                a.ip, a.prefix, vip.address, vip.interface
+            ));
+        }
+        if !a.ours() && !a.secondary {
+            return Presence::Foreign(format!(
+                "{} on {ifname} is a primary address sentinel-vip did not add (the host's own?); refusing to manage it",
+                vip.address
+            ));
+        }
+        held = true;
+    }
+    if held {
+        Presence::Held
+    } else {
+        Presence::Absent
+    }
+}
+
+/// This host's addresses on every interface, never counting a VIP.
+pub fn local_addrs(addrs: &[Addr], cfg: &Config) -> HashSet<IpAddr> {
+    addrs
+        .iter()
+        .map(|a| a.ip)
+        .filter(|ip| !cfg.is_vip(*ip))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{Link, ADDR_PROTO};
+
+    fn cfg() -> Config {
+        Config::parse(
+            "[[vip]]\nmaster = \"m\"\naddress = \"192.0.2.100/24\"\ninterface = \"eth0\"\n",
+        )
+        .unwrap()
+    }
+
+    fn addr(index: u32, ip: &str, prefix: u8, secondary: bool, proto: Option<u8>) -> Addr {
+        Addr {
+            index,
+            ip: ip.parse().unwrap(),
+            prefix,
+            secondary,
+            label: None,
+            proto,
+        }
+    }
+
+    fn snap(addrs: Vec<Addr>) -> Snapshot {
+        let link = |index, name: &str| Link {
+            index,
+            name: name.into(),
+            mac: Some([2, 0, 0, 0, 0, index as u8]),
+            up: true,
+        };
+        Snapshot {
+            links: vec![link(1, "lo"), link(2, "eth0"), link(3, "eth1")],
+            addrs,
+        }
+    }
+
+    #[test]
+    fn presence_cases() {
+        let c = cfg();
+        let v = &c.vip[0];
+        let host = addr(2, "192.0.2.11", 24, false, None);
+        let ours = Some(ADDR_PROTO);
+        #[rustfmt::skip]
+        let cases = vec![
+            (vec![host.clone()], "absent"),
+            (vec![host.clone(), addr(2, "192.0.2.100", 24, true, ours)], "held"),
+            (vec![host.clone(), addr(2, "192.0.2.100", 24, false, ours)], "held"),
+            // Added by an older shell recipe: secondary, untagged.
+            (vec![host.clone(), addr(2, "192.0.2.100", 24, true, None)], "held"),
+            // The host's own primary address: never ours.
+            (vec![addr(2, "192.0.2.100", 24, false, None)], "foreign"),
+            (vec![host.clone(), addr(2, "192.0.2.100", 32, true, ours)], "foreign"),
+            (vec![host.clone(), addr(3, "192.0.2.100", 24, true, ours)], "foreign"),
+        ];
+        for (i, (a, want)) in cases.into_iter().enumerate() {
+            let got = match presence(&snap(a), v) {
+                Presence::Absent => "absent",
+                Presence::Held => "held",
+                Presence::Foreign(_) => "foreign",
+            };
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn local_addresses_skip_vips() {
+        let s = snap(vec![
+            addr(2, "192.0.2.11", 24, false, None),
+            addr(2, "192.0.2.100", 24, true, Some(ADDR_PROTO)),
+        ]);
+        let l = local_addrs(&s.addrs, &cfg());
+        assert!(l.contains(&"192.0.2.11".parse().unwrap()));
+        assert!(!l.contains(&"192.0.2.100".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_view_decides_per_vip() {
+        let c = cfg();
+        let s = snap(vec![addr(2, "192.0.2.11", 24, false, None)]);
+        let view = View {
+            answers: vec![],
+            masters: HashMap::new(),
+            local: local_addrs(&s.addrs, &c),
+            snap: s,
+        };
+        let here = Master::Known(vec!["192.0.2.11".parse().unwrap()]);
+        let there = Master::Known(vec!["192.0.2.12".parse().unwrap()]);
+        assert_eq!(view.decide(&c, &c.vip[0], &here), Action::Acquire);
+        assert_eq!(view.decide(&c, &c.vip[0], &there), Action::Nothing);
+        let (v, m) = view.master("m");
+        assert_eq!(
+            (v.answered, v.total, m),
+            (0, 0, Master::Unknown { lost_for: None })
+        );
+    }
+}

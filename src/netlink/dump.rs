@@ -1,0 +1,83 @@
+//! `ip link show` and `ip addr show`: the dumps a pass reads.
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+
+use super::{Addr, Link, Netlink, Snapshot};
+
+impl Netlink {
+    /// `ip link show` and `ip addr show`, in two dumps. One after the
+    /// other: the kernel runs one dump at a time per socket (EBUSY).
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let links = self.links().await?;
+        let addrs = self.addrs().await?;
+        Ok(Snapshot { links, addrs })
+    }
+
+    /// `ip link show`.
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(m) = s.try_next().await.context("netlink link dump")? {
+            let mut link = Link {
+                index: m.header.index,
+                name: String::new(),
+                mac: None,
+                up: m.header.flags.contains(LinkFlags::Up),
+            };
+            for a in m.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => link.name = n,
+                    LinkAttribute::Address(b) if b.len() == 6 => {
+                        link.mac = Some(b.try_into().expect("6 bytes"))
+                    }
+                    _ => {}
+                }
+            }
+            out.push(link);
+        }
+        Ok(out)
+    }
+
+    /// `ip addr show`.
+    pub async fn addrs(&self) -> Result<Vec<Addr>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.address().get().execute();
+        while let Some(m) = s.try_next().await.context("netlink address dump")? {
+            if let Some(a) = parse_addr(&m) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub(super) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    let mut ip = None;
+    let mut local = None;
+    let mut label = None;
+    let mut proto = None;
+    let mut flags = u32::from(m.header.flags.bits());
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Address(x) => ip = Some(*x),
+            AddressAttribute::Local(x) => local = Some(*x),
+            AddressAttribute::Label(l) => label = Some(l.clone()),
+            AddressAttribute::Protocol(p) => proto = Some(u8::from(*p)),
+            AddressAttribute::Flags(f) => flags = f.bits(),
+            _ => {}
+        }
+    }
+    // For IPv4 IFA_LOCAL is the address itself (IFA_ADDRESS is the peer on
+    // point-to-point links); IPv6 sends only IFA_ADDRESS.
+    Some(Addr {
+        index: m.header.index,
+        ip: local.or(ip)?,
+        prefix: m.header.prefix_len,
+        secondary: flags & AddressFlags::Secondary.bits() != 0,
+        label,
+        proto,
+    })
+}

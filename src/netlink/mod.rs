@@ -1,0 +1,113 @@
+//! Address and link work through rtnetlink, one file per verb (each
+//! wrapper's doc names the `ip` command it matches): dumps, add, delete,
+//! and the kernel's event stream. It never decides anything and never
+//! deletes an address it was not handed exactly (address, prefix, index).
+//! EEXIST on add and EADDRNOTAVAIL on delete are "already done".
+
+mod add;
+mod del;
+mod dump;
+mod monitor;
+
+pub use monitor::{monitor, Event};
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use rtnetlink::Handle;
+
+use crate::error::permanent;
+
+/// The `proto` we tag our VIPs with (`ip addr show` prints it), so that an
+/// address the host had itself is never mistaken for a VIP we added.
+pub const ADDR_PROTO: u8 = 0x56;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+    pub up: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub ip: IpAddr,
+    pub prefix: u8,
+    pub secondary: bool,
+    pub label: Option<String>,
+    pub proto: Option<u8>,
+}
+
+impl Addr {
+    pub fn ours(&self) -> bool {
+        self.proto == Some(ADDR_PROTO)
+    }
+}
+
+/// Both dumps a reconcile pass needs, taken once for all VIPs.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+}
+
+impl Snapshot {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+}
+
+/// What an idempotent add or delete found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Made,
+    /// EEXIST on add, EADDRNOTAVAIL on delete: the kernel already had it so.
+    AlreadyInPlace,
+}
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a NETLINK_ROUTE socket; its driver runs on the current runtime.
+    pub fn connect() -> Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+}
+
+fn idempotent(
+    r: Result<(), rtnetlink::Error>,
+    already: i32,
+    what: impl Fn() -> String,
+) -> Result<Change> {
+    match r {
+        Ok(()) => Ok(Change::Made),
+        Err(rtnetlink::Error::NetlinkError(e)) => {
+            let errno = e.code.map_or(0, |c| -c.get());
+            if errno == already {
+                Ok(Change::AlreadyInPlace)
+            } else if errno == libc::EPERM || errno == libc::EACCES {
+                Err(permanent(format!(
+                    "{}: operation not permitted (needs CAP_NET_ADMIN)",
+                    what()
+                )))
+            } else {
+                Err(anyhow::anyhow!(
+                    "{}: {}",
+                    what(),
+                    std::io::Error::from_raw_os_error(errno)
+                ))
+            }
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", what())),
+    }
+}
