@@ -5,10 +5,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::lab::container::Container;
-use crate::lab::{node_ip, MASTER_NAME, NODES, REDIS_PORT, SENTINEL_PORT, VIP4, VIP4_CIDR};
+use crate::lab::{
+    node_ip, wait_until, MASTER_NAME, NODES, REDIS_PORT, SENTINEL_PORT, VIP4, VIP4_CIDR,
+};
 use crate::{CT, HOOK, SENTINEL_LOG};
 
 /// The .deb `make deb` built: `$SENTINEL_VIP_DEB`, else the newest in
@@ -228,7 +230,18 @@ impl Host {
             ),
         )
         .expect("write sentinel-vip.toml");
-        self.sh("systemctl enable --now sentinel-vip 2>&1");
+        // As the README says, without blocking on the start job, so that a
+        // watcher that never notifies READY=1 fails here, saying so.
+        self.sh("systemctl enable --now --no-block sentinel-vip 2>&1");
+        let active = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            self.sh("systemctl is-active sentinel-vip || true") == "active"
+        });
+        assert!(
+            active,
+            "sentinel-vip.service not active 20 s after `systemctl enable --now` \
+             (Type=notify: did the watcher send READY=1?): {}",
+            self.sh("systemctl --no-pager status sentinel-vip || true")
+        );
         self.sh("systemctl restart redis-server redis-sentinel");
     }
 
