@@ -242,7 +242,15 @@ impl Host {
              (Type=notify: did the watcher send READY=1?): {}",
             self.sh("systemctl --no-pager status sentinel-vip || true")
         );
-        self.sh("systemctl restart redis-server redis-sentinel");
+        // Sentinel starts once this replica is in sync: its first INFO then
+        // shows it healthy, instead of at the next refresh 10 s later.
+        self.sh("systemctl restart redis-server");
+        let synced = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            self.sh(&format!("redis-cli -h {ip} INFO replication || true"))
+                .contains("master_link_status:up")
+        });
+        assert!(synced, "the container's Redis did not sync with n1 within 20 s");
+        self.sh("systemctl restart redis-sentinel");
     }
 
     /// The hook's lines in the journal that contain `what` (Sentinel's
