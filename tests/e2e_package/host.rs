@@ -249,7 +249,10 @@ impl Host {
             self.sh(&format!("redis-cli -h {ip} INFO replication || true"))
                 .contains("master_link_status:up")
         });
-        assert!(synced, "the container's Redis did not sync with n1 within 20 s");
+        assert!(
+            synced,
+            "the container's Redis did not sync with n1 within 20 s"
+        );
         self.sh("systemctl restart redis-sentinel");
     }
 
