@@ -56,8 +56,10 @@ tar -C "$work/root" --numeric-owner --xattrs -cf "$work/rootfs.tar" .
 mv "$work/rootfs.tar" "$tar"
 "#;
     let lock = PathBuf::from(CACHE_DIR).join("build.lock");
+    // -o: only flock holds the lock, so that a debootstrap child outliving
+    // a killed run cannot keep it.
     let o = Command::new("flock")
-        .args(["-w", "900"])
+        .args(["-o", "-w", "900"])
         .arg(&lock)
         .args(["sh", "-c", script, "sh"])
         .arg(&tarball)
