@@ -17,6 +17,7 @@ build:
 deps:
 	@scripts/deps.sh
 
+# --workspace: the lab (lab/) is a member with unit tests of its own.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -32,10 +33,10 @@ deb:
 	$(CARGO) deb
 
 # One debug build of the binary serves every test target. Plain `cargo
-# test`: the demo and the benchmark are not tests and do not run here.
+# test --workspace`: the demo and the benchmark are not tests and do not run here.
 # The .deb comes first: tests/e2e_package.rs installs it in a container.
 test: deps lint deb
-	$(CARGO) test -- --nocapture
+	$(CARGO) test --workspace -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh
 
 # Fault injection in the lab (prints a table of measured windows), then fuzzing.

@@ -10,16 +10,15 @@
 //! 3. `reconcile` wall time for 1, 100 and 1000 VIPs, cold and warm.
 //! 4. The watcher's resident memory and idle CPU (1 and 1000 VIPs).
 
-mod lab;
-
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::timeline::{Promotions, Writer};
-use lab::{node_ip, now_epoch, Capture, Lab, LabOptions, RunAs, NODES, VIP4, VIP4_CIDR};
+use sentinel_vip_lab::timeline::{Promotions, Writer};
+use sentinel_vip_lab::{hook_args, node_ip, now_epoch, wait_until, Capture, Lab, LabOptions};
+use sentinel_vip_lab::{Privilege, NODES, VIP4, VIP4_CIDR};
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -104,6 +103,7 @@ fn first_garp(cap: &Capture, mac: &str, t0: f64, max: Duration) -> Option<f64> {
     None
 }
 
+/// The VIP off node `n`, if it is there.
 fn del_vip(lab: &Lab, n: usize) {
     let _ = lab.run_node(n, &["ip", "addr", "del", VIP4_CIDR, "dev", "eth0"]);
 }
@@ -169,16 +169,7 @@ fn hook_vs_recipe(bin: &Path) {
     let recipe = lab.node_dir(n).join("recipe.sh");
     fs::write(&recipe, format!("#!/bin/sh\n/sbin/ip addr add {VIP4_CIDR} dev eth0\narping -q -c 3 -A {VIP4} -I eth0\nexit 0\n")).unwrap();
     fs::set_permissions(&recipe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (from, to) = (node_ip(if n == 1 { 2 } else { 1 }), node_ip(n));
-    let hook_args = [
-        "mymaster",
-        "leader",
-        "start",
-        from.as_str(),
-        "6379",
-        to.as_str(),
-        "6379",
-    ];
+    let hook_args = hook_args("leader", if n == 1 { 2 } else { 1 }, n);
     let lab_bin = lab.bin().to_path_buf();
 
     let cap = Capture::start(&lab);
@@ -190,7 +181,7 @@ fn hook_vs_recipe(bin: &Path) {
             let mut cmd = match k {
                 0 | 1 => {
                     let mut c = Command::new(&lab_bin);
-                    c.args(hook_args)
+                    c.args(&hook_args)
                         .env("SENTINEL_VIP_CONFIG", if k == 0 { &cfg } else { &trusting });
                     c
                 }
@@ -238,14 +229,11 @@ fn failover_latency(bin: &Path) {
     let writer = Writer::start(&lab);
     let mut r: Vec<Vec<f64>> = vec![Vec::new(); 4];
     for mode in ["watch", "hook"] {
-        let watchers: Vec<_> = if mode == "watch" {
-            NODES
-                .iter()
-                .map(|&n| lab.spawn_watcher(n, RunAs::TwoCaps))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        if mode == "watch" {
+            for n in NODES {
+                lab.start_watcher(n, Privilege::TwoCaps);
+            }
+        }
         std::thread::sleep(Duration::from_millis(1500));
         for _ in 0..per_mode {
             lab.wait_ready();
@@ -253,9 +241,9 @@ fn failover_latency(bin: &Path) {
             let t_cmd = now_epoch();
             lab.sentinel_failover();
             let mut new = None;
-            let moved = lab::wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
-                new = lab.sentinels_agree().filter(|&m| m != old);
-                new.is_some_and(|m| lab.holders() == vec![m])
+            let moved = wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+                new = lab.vip_alone_on_master(|m| m != old);
+                new.is_some()
             });
             let Some(new) = new.filter(|_| moved) else {
                 println!("  {mode}: VIP did not follow a failover; round skipped");
@@ -265,7 +253,7 @@ fn failover_latency(bin: &Path) {
                 continue;
             };
             let garp = first_garp(&cap, &lab.mac(new), t_cmd, Duration::from_secs(3));
-            let ok = lab::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            let ok = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
                 writer.first_ok_after(tp, Some(new)).is_some()
             });
             let base = if mode == "watch" { 0 } else { 2 };
@@ -276,8 +264,10 @@ fn failover_latency(bin: &Path) {
                 r[base + 1].push((writer.first_ok_after(tp, Some(new)).unwrap() - tp) * 1e3);
             }
         }
-        for w in watchers {
-            lab.stop_spawned(w, "TERM", Duration::from_secs(5));
+        if mode == "watch" {
+            for n in NODES {
+                lab.watcher(n).stop("TERM", Duration::from_secs(5));
+            }
         }
     }
     drop(writer);
@@ -344,7 +334,7 @@ fn reconcile_and_watcher(bin: &Path) {
         // sentinel_timeout_ms (300 ms) for the slowest, or fails. Measure
         // once an untimed run succeeds well inside that.
         let t = Instant::now();
-        let settled = lab::wait_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        let settled = wait_until(Duration::from_secs(60), Duration::from_millis(500), || {
             let mut c = Command::new(lab.bin());
             c.arg("reconcile").env("SENTINEL_VIP_CONFIG", &path);
             let t = Instant::now();
@@ -403,8 +393,8 @@ fn reconcile_and_watcher(bin: &Path) {
     println!("\n4. watcher at rest (after 3 s, CPU over 10 s; reconcile_interval_ms = 1000)");
     for (count, path) in configs.iter().filter(|(c, _)| *c == 1 || *c == 1000) {
         fs::copy(path, lab.config_path(n)).unwrap();
-        let id = lab.spawn_watcher(n, RunAs::TwoCaps);
-        let pid = lab.spawned_pid(id).unwrap();
+        lab.start_watcher(n, Privilege::TwoCaps);
+        let pid = lab.watcher(n).pid().unwrap();
         std::thread::sleep(Duration::from_secs(3));
         let cpu0 = cpu_ticks(pid);
         let t = Instant::now();
@@ -420,7 +410,7 @@ fn reconcile_and_watcher(bin: &Path) {
             .unwrap_or("?")
             .to_string();
         println!("  {count:>4} VIPs: resident {rss} KiB, CPU {cpu:.2} % of one core");
-        lab.stop_spawned(id, "TERM", Duration::from_secs(5));
+        lab.watcher(n).stop("TERM", Duration::from_secs(5));
         drop_vips(&lab, n, *count);
     }
 }

@@ -4,13 +4,12 @@
 //! print what the world saw and when. Exits non-zero if the VIP did not
 //! follow.
 
-mod lab;
-
 use std::path::Path;
 use std::time::Duration;
 
-use lab::timeline::{first_log, Promotions, Writer};
-use lab::{node_of_ip, now_epoch, Capture, Lab, LabOptions, RunAs, NODES, VIP4};
+use sentinel_vip_lab::timeline::{first_log, Promotions, Writer};
+use sentinel_vip_lab::{node_of_ip, now_epoch, wait_until, Capture, Lab, LabOptions};
+use sentinel_vip_lab::{Privilege, NODES, VIP4};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -56,11 +55,11 @@ fn run(bin: &Path, mode: Mode) -> bool {
         }
         Mode::Watch => {
             for n in NODES {
-                lab.spawn_watcher(n, RunAs::TwoCaps);
+                lab.start_watcher(n, Privilege::TwoCaps);
             }
         }
     }
-    let placed = lab::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+    let placed = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
         lab.holders() == vec![master]
     });
     println!(
@@ -80,12 +79,12 @@ fn run(bin: &Path, mode: Mode) -> bool {
     let t0 = now_epoch();
     lab.kill_redis(master);
     let mut new = None;
-    let moved = lab::wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        new = lab.sentinels_agree().filter(|&m| m != master);
-        new.is_some_and(|m| lab.holders() == vec![m])
+    let moved = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        new = lab.vip_alone_on_master(|m| m != master);
+        new.is_some()
     });
     let wrote = moved
-        && lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        && wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
             writer.first_ok_after(t0, new).is_some()
         });
     std::thread::sleep(Duration::from_millis(300));

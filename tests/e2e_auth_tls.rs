@@ -1,19 +1,21 @@
 //! End-to-end: sentinel-vip talks to a Sentinel that requires a password
 //! and TLS with client certificates (real redis-sentinel, certificates made
-//! by openssl for this run), in a network namespace of its own.
+//! by openssl for this run), in a network namespace of its own (not the
+//! three-node lab: one host is both master and Sentinel).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sentinel_vip_lab::{e2e_enabled, Namespace, MASTER_NAME, VIP4_CIDR};
+
 const IP: &str = "192.0.2.11";
-const VIP: &str = "192.0.2.100";
 
 /// The namespace, processes and files of this test; removed on drop, also
 /// when the test panics.
 struct Host {
-    ns: String,
+    ns: Namespace,
     dir: PathBuf,
     children: Vec<Child>,
 }
@@ -24,7 +26,6 @@ impl Drop for Host {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
         if std::thread::panicking() {
             for f in ["sentinel.log", "sv.log"] {
                 eprintln!(
@@ -75,11 +76,10 @@ impl Host {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let h = Host {
-            ns: tag,
+            ns: Namespace::add(&tag),
             dir,
             children: Vec::new(),
         };
-        ok(&["ip", "netns", "add", &h.ns]);
         for cmd in [
             vec!["link", "set", "lo", "up"],
             // A veth pair with both ends here: this kernel has no dummy
@@ -87,11 +87,11 @@ impl Host {
             vec![
                 "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
             ],
-            vec!["addr", "add", "192.0.2.11/24", "dev", "eth0"],
+            vec!["addr", "add", &format!("{IP}/24"), "dev", "eth0"],
             vec!["link", "set", "eth0", "up"],
             vec!["link", "set", "eth1", "up"],
         ] {
-            ok(&[&["ip", "-n", &h.ns][..], &cmd].concat());
+            ok(&[&["ip", "-n", h.ns.name()][..], &cmd].concat());
         }
         h
     }
@@ -103,7 +103,7 @@ impl Host {
     fn spawn(&mut self, args: &[&str]) {
         let out = fs::File::create(self.dir.join("spawn.out")).unwrap();
         let c = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
+            .args(["netns", "exec", self.ns.name()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -183,7 +183,7 @@ impl Host {
             .args([
                 "netns",
                 "exec",
-                &self.ns,
+                self.ns.name(),
                 "timeout",
                 "20",
                 env!("CARGO_BIN_EXE_sentinel-vip"),
@@ -197,9 +197,19 @@ impl Host {
 
     fn vip_held(&self) -> bool {
         String::from_utf8_lossy(
-            &run(&["ip", "-n", &self.ns, "-o", "addr", "show", "dev", "eth0"]).stdout,
+            &run(&[
+                "ip",
+                "-n",
+                self.ns.name(),
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+            ])
+            .stdout,
         )
-        .contains(&format!("{VIP}/24"))
+        .contains(VIP4_CIDR)
     }
 }
 
@@ -217,13 +227,14 @@ fn config(h: &Host, password: &str, tls: bool) -> String {
             h.path("client.key")
         );
     }
-    c + &format!("[[vip]]\nmaster = \"mymaster\"\naddress = \"{VIP}/24\"\ninterface = \"eth0\"\n")
+    c + &format!(
+        "[[vip]]\nmaster = \"{MASTER_NAME}\"\naddress = \"{VIP4_CIDR}\"\ninterface = \"eth0\"\n"
+    )
 }
 
 #[test]
 fn sentinel_with_password_and_tls() {
-    if std::env::var("SENTINEL_VIP_SKIP_E2E").as_deref() == Ok("1") {
-        eprintln!("e2e_auth_tls: skipped by SENTINEL_VIP_SKIP_E2E=1");
+    if !e2e_enabled() {
         return;
     }
     assert!(Path::new("/proc/self/ns/net").exists());
@@ -249,7 +260,7 @@ fn sentinel_with_password_and_tls() {
         &h.path("redis.log"),
     ]);
     let sconf = format!(
-        "port 0\ntls-port 26379\nbind {IP}\ndir {}\nlogfile {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\nrequirepass s3cret\nsentinel monitor mymaster {IP} 6379 1\n",
+        "port 0\ntls-port 26379\nbind {IP}\ndir {}\nlogfile {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\nrequirepass s3cret\nsentinel monitor {MASTER_NAME} {IP} 6379 1\n",
         h.path(""),
         h.path("sentinel.log"),
         h.path("server.crt"),

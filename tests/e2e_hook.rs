@@ -1,6 +1,6 @@
 //! End-to-end tests of hook mode: sentinel-vip as Sentinel's
 //! `client-reconfig-script`, in a lab of network namespaces with real Redis
-//! and Sentinel processes (see tests/lab/mod.rs).
+//! and Sentinel processes (the `sentinel-vip-lab` crate, lab/).
 //!
 //! Building the lab is the slow part, so one test builds it once and runs
 //! every scenario against it in order; each scenario is isolated with
@@ -8,14 +8,14 @@
 //! scenarios build on the state earlier ones leave (who is master), and check
 //! their own preconditions rather than assume them.
 
-mod lab;
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::check::*;
-use lab::{Capture, Frame, Lab, LabOptions, NODES, VIP4, VIP6, VIP6_CIDR};
+use sentinel_vip_lab::capture::{arp_lines, frame_lines, has_garp_forms};
+use sentinel_vip_lab::hook_calls::bad_hook_calls;
+use sentinel_vip_lab::suite::{catch, expect_exit, run_scenarios, show, Step};
+use sentinel_vip_lab::{e2e_enabled, node_ip, Capture, FrameKind, Lab, LabOptions};
+use sentinel_vip_lab::{NODES, VIP4, VIP6, VIP6_CIDR};
 
 /// What earlier scenarios leave for later ones.
 #[derive(Default)]
@@ -26,7 +26,7 @@ struct Shared {
 
 #[test]
 fn hook_mode_end_to_end() {
-    if !lab::e2e_enabled() {
+    if !e2e_enabled() {
         return;
     }
     let started = Instant::now();
@@ -41,7 +41,7 @@ fn hook_mode_end_to_end() {
         started.elapsed().as_secs_f64()
     );
 
-    let scenarios: [(&str, Scenario<Shared>); 6] = [
+    let scenarios: [(&str, Step<Shared>); 6] = [
         ("a-reconcile", reconcile_puts_vip_on_master),
         ("b-sentinel-failover", failover_moves_vip),
         ("c-master-killed", killed_master_moves_vip),
@@ -91,7 +91,7 @@ fn failover_moves_vip(lab: &mut Lab, shared: &mut Shared) {
     lab.client_ping()
         .unwrap_or_else(|e| panic!("before failover: {e}"));
     assert_eq!(
-        client_vip_mac(lab),
+        lab.client_vip_mac(),
         lab.mac(old),
         "client's neighbour entry before failover"
     );
@@ -99,32 +99,33 @@ fn failover_moves_vip(lab: &mut Lab, shared: &mut Shared) {
     let cap = Capture::start(lab);
     let t = Instant::now();
     lab.sentinel_failover();
-    let new = wait_vip_moves(lab, old, Duration::from_secs(15));
+    let new = lab.wait_vip_moves(old, Duration::from_secs(15));
     eprintln!(
         "  b: VIP moved n{old} -> n{new} {:.1} s after SENTINEL FAILOVER",
         t.elapsed().as_secs_f64()
     );
     // Checked before any traffic: only an announcement can have updated the
     // entry (a write would make the client re-resolve by itself).
-    expect_client_mac(lab, VIP4, new);
-    let frames = stop_capture_when(cap, Duration::from_secs(3), |f| {
+    lab.expect_client_mac(VIP4, new);
+    let frames = cap.stop_when(Duration::from_secs(3), |f| {
         has_garp_forms(f, VIP4, &lab.mac(new))
     });
-    let from_new: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.src_mac == lab.mac(new) && f.is_garp_for(VIP4))
-        .collect();
+    let from_new = frame_lines(
+        frames
+            .iter()
+            .filter(|f| f.src_mac == lab.mac(new) && f.is_garp_for(VIP4)),
+    );
     assert!(
         has_garp_forms(&frames, VIP4, &lab.mac(new)),
         "expected gratuitous ARP for {VIP4} from n{new} ({}) in request and reply form; \
          got from n{new}: {:?}; all ARP seen: {:?}",
         lab.mac(new),
-        lines(&from_new),
+        from_new,
         arp_lines(&frames)
     );
     lab.client_write_lands_on(new, "scenario-b", "b")
         .unwrap_or_else(|e| panic!("write through the VIP after failover: {e}"));
-    shared.failover_b = Some((lab::node_ip(old), lab::node_ip(new)));
+    shared.failover_b = Some((node_ip(old), node_ip(new)));
 }
 
 /// (c) Killing the master's redis-server moves the VIP to the master Sentinel
@@ -139,16 +140,14 @@ fn killed_master_moves_vip(lab: &mut Lab, _: &mut Shared) {
     lab.client_ping()
         .unwrap_or_else(|e| panic!("before kill: {e}"));
     assert_eq!(
-        client_vip_mac(lab),
+        lab.client_vip_mac(),
         lab.mac(old),
         "client's neighbour entry before kill"
     );
 
     let t = Instant::now();
     lab.kill_redis(old);
-    let moved = catch_unwind(AssertUnwindSafe(|| {
-        wait_vip_moves(lab, old, Duration::from_secs(20))
-    }));
+    let moved = catch(|| lab.wait_vip_moves(old, Duration::from_secs(20)));
     // Bring the node back whatever happened, so later scenarios have three.
     let restart = |lab: &mut Lab| {
         lab.restart_redis(old);
@@ -161,26 +160,25 @@ fn killed_master_moves_vip(lab: &mut Lab, _: &mut Shared) {
     };
     let new = match moved {
         Ok(new) => new,
-        Err(p) => {
+        Err(e) => {
             restart(lab);
-            std::panic::resume_unwind(p);
+            panic!("{e}");
         }
     };
     eprintln!(
         "  c: VIP moved n{old} -> n{new} {:.1} s after kill -9",
         t.elapsed().as_secs_f64()
     );
-    let checks = catch_unwind(AssertUnwindSafe(|| {
-        expect_client_mac(lab, VIP4, new);
+    let checks = catch(|| {
+        lab.expect_client_mac(VIP4, new);
         lab.client_write_lands_on(new, "scenario-c", "c")
             .unwrap_or_else(|e| panic!("write through the VIP after kill: {e}"));
-    }));
+    });
     restart(lab);
-    if let Err(p) = checks {
-        std::panic::resume_unwind(p);
+    if let Err(e) = checks {
+        panic!("{e}");
     }
-    expect_vip_still_on(
-        lab,
+    lab.expect_vip_still_on(
         new,
         Duration::from_secs(10),
         "c: after the old master came back",
@@ -200,7 +198,7 @@ fn stale_hook_replay_changes_nothing(lab: &mut Lab, shared: &mut Shared) {
         vec![master],
         "VIP not on the master before replay"
     );
-    assert_ne!(lab::node_ip(master), to, "replay would not be stale");
+    assert_ne!(node_ip(master), to, "replay would not be stale");
     let before = lab.all_addrs();
     let args = ["mymaster", "leader", "start", &from, "6379", &to, "6379"];
     let mut problems = Vec::new();
@@ -286,7 +284,7 @@ fn ipv6_vip_add_announces(lab: &mut Lab, _: &mut Shared) {
         lab.addrs(master)
     );
     let mac = lab.mac(master);
-    let frames = stop_capture_when(cap, Duration::from_secs(3), |f| {
+    let frames = cap.stop_when(Duration::from_secs(3), |f| {
         f.iter()
             .any(|f| f.src_mac == mac && f.is_unsolicited_na_for(VIP6))
     });
@@ -296,13 +294,9 @@ fn ipv6_vip_add_announces(lab: &mut Lab, _: &mut Shared) {
             .any(|f| f.src_mac == mac && f.is_unsolicited_na_for(VIP6)),
         "no unsolicited neighbour advertisement for {VIP6} from n{master} ({mac}); \
          ICMPv6 seen: {:?}",
-        frames
-            .iter()
-            .filter(|f| f.kind != lab::FrameKind::Other)
-            .map(|f| f.line.as_str())
-            .collect::<Vec<_>>()
+        frame_lines(frames.iter().filter(|f| f.kind != FrameKind::Other))
     );
-    expect_client_mac(lab, VIP6, master);
+    lab.expect_client_mac(VIP6, master);
     eprintln!("  f: client entry for {VIP6}: {:?}", lab.client_neigh(VIP6));
 
     let o = lab.sv(master, &["vip", "del", VIP6_CIDR, "--dev", "eth0"]);

@@ -3,30 +3,18 @@
 //! with real Redis and Sentinel. Sentinel's reconfig script is off, so
 //! every move seen here is the watchers' doing.
 
-mod lab;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::check::*;
-use lab::{Lab, LabOptions, RunAs, SpawnId, NODES, VIP4, VIP4_CIDR};
+use sentinel_vip_lab::suite::{expect_exit, run_scenarios, Step};
+use sentinel_vip_lab::{e2e_enabled, wait_until, Lab, LabOptions, Privilege, NODES, POLL, VIP4};
 
-/// The watcher running on each node (index n-1), if any.
-#[derive(Default)]
-struct Watchers([Option<SpawnId>; 3]);
-
-impl Watchers {
-    fn start(&mut self, lab: &mut Lab, n: usize) {
-        self.0[n - 1] = Some(lab.spawn_watcher(n, RunAs::TwoCaps));
-    }
-    fn id(&self, n: usize) -> SpawnId {
-        self.0[n - 1].expect("watcher started")
-    }
-}
+/// As the systemd unit runs it.
+const WATCHER: Privilege = Privilege::TwoCaps;
 
 #[test]
 fn watch_mode_end_to_end() {
-    if !lab::e2e_enabled() {
+    if !e2e_enabled() {
         return;
     }
     let started = Instant::now();
@@ -41,7 +29,7 @@ fn watch_mode_end_to_end() {
         lab.prefix,
         started.elapsed().as_secs_f64()
     );
-    let scenarios: [(&str, Scenario<Watchers>); 7] = [
+    let scenarios: [(&str, Step<()>); 7] = [
         ("a-no-capabilities", without_capabilities_watch_refuses),
         ("b-start-places-vip", watchers_place_vip_on_master),
         ("c-master-killed", killed_master_moves_vip),
@@ -53,44 +41,20 @@ fn watch_mode_end_to_end() {
         ("f-sentinels-restarted", sentinel_restart_keeps_vip),
         ("g-sigterm-policies", sigterm_keeps_or_releases),
     ];
-    run_scenarios(lab, &mut Watchers::default(), &scenarios, started);
-}
-
-/// Holders must settle on exactly the node Sentinel names.
-fn wait_holder_is_master(lab: &Lab, timeout: Duration) -> usize {
-    let mut m = None;
-    let ok = lab::wait_until(timeout, POLL, || {
-        m = lab.sentinels_agree();
-        m.is_some_and(|m| lab.holders() == vec![m])
-    });
-    assert!(
-        ok,
-        "holders {:?} never became Sentinel's master {:?}",
-        lab.holders(),
-        lab.sentinels_agree()
-    );
-    m.expect("set when ok")
-}
-
-/// Count of log lines on node `n` containing `what`.
-fn log_count(lab: &Lab, n: usize, what: &str) -> usize {
-    std::fs::read_to_string(lab.sv_log_path(n))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(what))
-        .count()
+    run_scenarios(lab, &mut (), &scenarios, started);
 }
 
 /// (a) Without its two capabilities the watcher refuses to start, naming
 /// what is missing, and touches nothing.
-fn without_capabilities_watch_refuses(lab: &mut Lab, _: &mut Watchers) {
+fn without_capabilities_watch_refuses(lab: &mut Lab, _: &mut ()) {
     let before = lab.all_addrs();
-    let id = lab.spawn_watcher(1, RunAs::NoCaps);
+    lab.start_watcher(1, Privilege::NoCaps);
     let st = lab
-        .stop_spawned(id, "0", Duration::from_secs(10))
+        .watcher(1)
+        .stop("0", Duration::from_secs(10))
         .expect("watch without caps must exit by itself");
     assert_eq!(st.code(), Some(2), "exit code without capabilities");
-    let out = std::fs::read_to_string(lab.node_dir(1).join("spawn-0.out")).unwrap_or_default();
+    let out = lab.watcher(1).output();
     assert!(
         out.contains("CAP_NET_ADMIN") && out.contains("CAP_NET_RAW"),
         "error must name the capabilities: {out:?}"
@@ -100,15 +64,15 @@ fn without_capabilities_watch_refuses(lab: &mut Lab, _: &mut Watchers) {
 
 /// (b) Watchers started with no failover put the VIP on the master only,
 /// and `status` agrees on every node.
-fn watchers_place_vip_on_master(lab: &mut Lab, w: &mut Watchers) {
+fn watchers_place_vip_on_master(lab: &mut Lab, _: &mut ()) {
     assert!(
         lab.holders().is_empty(),
         "VIP held before the watchers start"
     );
     for n in NODES {
-        w.start(lab, n);
+        lab.start_watcher(n, WATCHER);
     }
-    let m = wait_holder_is_master(lab, Duration::from_secs(5));
+    let m = lab.wait_one_holder(Duration::from_secs(5));
     assert_eq!(m, 1);
     // It stays put: give the timers a few passes.
     std::thread::sleep(Duration::from_millis(2500));
@@ -126,24 +90,23 @@ fn watchers_place_vip_on_master(lab: &mut Lab, w: &mut Watchers) {
 
 /// (c) Killing the master's redis moves the VIP to the new master only, and
 /// the client's neighbour entry follows without client traffic.
-fn killed_master_moves_vip(lab: &mut Lab, _: &mut Watchers) {
+fn killed_master_moves_vip(lab: &mut Lab, _: &mut ()) {
     let old = lab.master_node();
     lab.client_ping().unwrap_or_else(|e| panic!("before: {e}"));
-    assert_eq!(client_vip_mac(lab), lab.mac(old));
+    assert_eq!(lab.client_vip_mac(), lab.mac(old));
     let t = Instant::now();
     lab.kill_redis(old);
-    let new = wait_vip_moves(lab, old, Duration::from_secs(20));
+    let new = lab.wait_vip_moves(old, Duration::from_secs(20));
     eprintln!(
         "  c: VIP moved n{old} -> n{new} {:.1} s after kill -9",
         t.elapsed().as_secs_f64()
     );
-    expect_client_mac(lab, VIP4, new);
+    lab.expect_client_mac(VIP4, new);
     lab.client_write_lands_on(new, "watch-c", "c")
         .unwrap_or_else(|e| panic!("write after failover: {e}"));
     lab.restart_redis(old);
     lab.wait_ready();
-    expect_vip_still_on(
-        lab,
+    lab.expect_vip_still_on(
         new,
         Duration::from_secs(10),
         "c: after the old master rejoined",
@@ -152,15 +115,13 @@ fn killed_master_moves_vip(lab: &mut Lab, _: &mut Watchers) {
 
 /// (d) The VIP deleted by hand on the holder comes back within a second,
 /// and is announced again.
-fn deleted_vip_comes_back(lab: &mut Lab, _: &mut Watchers) {
+fn deleted_vip_comes_back(lab: &mut Lab, _: &mut ()) {
     let h = lab.master_node();
     assert_eq!(lab.holders(), vec![h]);
-    let ns = lab.ns(h);
     let t = Instant::now();
-    let o = lab.run(&ns, &["ip", "addr", "del", VIP4_CIDR, "dev", "eth0"]);
-    assert!(o.status.success(), "ip addr del: {}", show(&o));
-    let back = lab::wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
-        lab.holds_vip(h, VIP4)
+    lab.delete_vip(h);
+    let back = wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
+        lab.holds(h, VIP4)
     });
     let took = t.elapsed();
     assert!(back, "VIP not back on n{h} within 1 s");
@@ -173,14 +134,14 @@ fn deleted_vip_comes_back(lab: &mut Lab, _: &mut Watchers) {
 
 /// (e) The holder's watcher dies (SIGKILL), a failover happens meanwhile,
 /// the watcher is restarted: everything converges on the new master.
-fn killed_watcher_converges_on_restart(lab: &mut Lab, w: &mut Watchers) {
+fn killed_watcher_converges_on_restart(lab: &mut Lab, _: &mut ()) {
     let old = lab.master_node();
     assert_eq!(lab.holders(), vec![old]);
-    lab.stop_spawned(w.id(old), "KILL", Duration::from_secs(5));
+    lab.watcher(old).kill();
     lab.sentinel_failover();
-    let ok = lab::wait_until(Duration::from_secs(15), POLL, || {
+    let ok = wait_until(Duration::from_secs(15), POLL, || {
         lab.sentinels_agree()
-            .is_some_and(|m| m != old && lab.holds_vip(m, VIP4))
+            .is_some_and(|m| m != old && lab.holds(m, VIP4))
     });
     assert!(
         ok,
@@ -189,32 +150,32 @@ fn killed_watcher_converges_on_restart(lab: &mut Lab, w: &mut Watchers) {
     );
     // Nobody is left to release it on the old holder until its watcher runs.
     assert!(
-        lab.holds_vip(old, VIP4),
+        lab.holds(old, VIP4),
         "the dead watcher's VIP vanished by itself"
     );
-    w.start(lab, old);
-    let new = wait_holder_is_master(lab, Duration::from_secs(5));
+    lab.start_watcher(old, WATCHER);
+    let new = lab.wait_one_holder(Duration::from_secs(5));
     assert_ne!(new, old);
     lab.wait_ready();
 }
 
 /// (f) Restarting every Sentinel does not move the VIP; the watchers
 /// resubscribe, and a later failover still moves it.
-fn sentinel_restart_keeps_vip(lab: &mut Lab, _: &mut Watchers) {
+fn sentinel_restart_keeps_vip(lab: &mut Lab, _: &mut ()) {
     let h = lab.master_node();
     assert_eq!(lab.holders(), vec![h]);
     let subs: Vec<usize> = NODES
         .iter()
-        .map(|&n| log_count(lab, n, "subscribed"))
+        .map(|&n| lab.log_count(n, &["subscribed"]))
         .collect();
     lab.restart_sentinels();
     let mut moved = false;
-    let resubscribed = lab::wait_until(Duration::from_secs(20), POLL, || {
+    let resubscribed = wait_until(Duration::from_secs(20), POLL, || {
         moved |= lab.holders() != vec![h];
         // Each watcher holds three subscriptions; all must come back.
         NODES
             .iter()
-            .all(|&n| log_count(lab, n, "subscribed") >= subs[n - 1] + 3)
+            .all(|&n| lab.log_count(n, &["subscribed"]) >= subs[n - 1] + 3)
     });
     assert!(!moved, "the VIP moved while Sentinels restarted");
     assert!(
@@ -228,17 +189,17 @@ fn sentinel_restart_keeps_vip(lab: &mut Lab, _: &mut Watchers) {
         "holders after the Sentinels restarted"
     );
     lab.sentinel_failover();
-    let new = wait_vip_moves(lab, h, Duration::from_secs(15));
+    let new = lab.wait_vip_moves(h, Duration::from_secs(15));
     eprintln!("  f: failover after the restart moved the VIP n{h} -> n{new}");
     lab.wait_ready();
 }
 
 /// (g) SIGTERM with the default policy keeps the VIP; after a SIGHUP reload
 /// with `on_exit = "release"`, SIGTERM drops it; a new watcher takes it back.
-fn sigterm_keeps_or_releases(lab: &mut Lab, w: &mut Watchers) {
+fn sigterm_keeps_or_releases(lab: &mut Lab, _: &mut ()) {
     let h = lab.master_node();
     assert_eq!(lab.holders(), vec![h]);
-    let st = lab.stop_spawned(w.id(h), "TERM", Duration::from_secs(5));
+    let st = lab.watcher(h).stop("TERM", Duration::from_secs(5));
     assert_eq!(
         st.and_then(|s| s.code()),
         Some(0),
@@ -249,26 +210,16 @@ fn sigterm_keeps_or_releases(lab: &mut Lab, w: &mut Watchers) {
 
     // SIGHUP before the handler is installed would end the process: wait
     // until the new watcher has subscribed.
-    let subs = log_count(lab, h, "subscribed");
-    w.start(lab, h);
-    let reloads = log_count(lab, h, "config reloaded");
-    let started = lab::wait_until(Duration::from_secs(5), POLL, || {
-        log_count(lab, h, "subscribed") > subs
+    let subs = lab.log_count(h, &["subscribed"]);
+    lab.start_watcher(h, WATCHER);
+    let started = wait_until(Duration::from_secs(5), POLL, || {
+        lab.log_count(h, &["subscribed"]) > subs
     });
     assert!(started, "restarted watcher never subscribed");
     lab.rewrite_config(h, "on_exit = \"release\"");
-    let pid = lab.spawned_pid(w.id(h)).expect("running").to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let reloaded = lab::wait_until(Duration::from_secs(5), POLL, || {
-        log_count(lab, h, "config reloaded") > reloads
-    });
-    assert!(reloaded, "no reload logged after SIGHUP");
+    lab.reload_watcher(h);
     assert_eq!(lab.holders(), vec![h], "reload must not move the VIP");
-    let st = lab.stop_spawned(w.id(h), "TERM", Duration::from_secs(5));
+    let st = lab.watcher(h).stop("TERM", Duration::from_secs(5));
     assert_eq!(
         st.and_then(|s| s.code()),
         Some(0),
@@ -281,6 +232,6 @@ fn sigterm_keeps_or_releases(lab: &mut Lab, w: &mut Watchers) {
     );
 
     lab.rewrite_config(h, "");
-    w.start(lab, h);
-    assert_eq!(wait_holder_is_master(lab, Duration::from_secs(5)), h);
+    lab.start_watcher(h, WATCHER);
+    assert_eq!(lab.wait_one_holder(Duration::from_secs(5)), h);
 }

@@ -7,11 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::lab::container::Container;
-use crate::lab::{
+use crate::{CT, HOOK, SENTINEL_LOG};
+use sentinel_vip_lab::container::Container;
+use sentinel_vip_lab::{
     node_ip, wait_until, MASTER_NAME, NODES, REDIS_PORT, SENTINEL_PORT, VIP4, VIP4_CIDR,
 };
-use crate::{CT, HOOK, SENTINEL_LOG};
 
 /// The .deb `make deb` built: `$SENTINEL_VIP_DEB`, else the newest in
 /// target/debian. Refused when older than the sources it packages.
@@ -179,7 +179,7 @@ impl Host {
         append(
             &self.0.path("/etc/redis/redis.conf"),
             &format!(
-                "\n# e2e_package: a lab node (as tests/lab starts the others)\n\
+                "\n# e2e_package: a lab node (as the lab starts the others)\n\
                  bind {ip} {VIP4}\nprotected-mode no\nsave \"\"\nappendonly no\n\
                  repl-diskless-sync-delay 0\nreplicaof {master} {REDIS_PORT}\n"
             ),

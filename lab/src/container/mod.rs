@@ -12,8 +12,6 @@
 //! --register=no` (no host bus) in cgroups of its own under
 //! /sys/fs/cgroup/systemd and /sys/fs/cgroup/unified, and the container
 //! gets the unified hierarchy (`SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1`).
-#![allow(dead_code)]
-
 mod cleanup;
 mod rootfs;
 
@@ -23,10 +21,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanup::{cgroup_pids, ns_pid_is_1, remove_cgroups, unmount_under};
-// Every test target compiles the lab; only some boot containers.
-#[allow(unused_imports)]
 pub use cleanup::{leftovers, reap_stale};
-#[allow(unused_imports)]
 pub use rootfs::{debian_mirror, rootfs_tarball, SUITE};
 
 /// Cgroup directory names start with this, then `.<owner pid>.<name>`.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{node_ip, node_of_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
+use crate::{node_ip, node_of_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -26,7 +26,7 @@ fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: f64) -> f64 {
 }
 
 /// `2026-11-23T09:12:07.933759Z` (tracing's default timestamp) to epoch.
-pub fn parse_rfc3339(s: &str) -> Option<f64> {
+fn parse_rfc3339(s: &str) -> Option<f64> {
     let s = s.strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
@@ -37,7 +37,7 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
 }
 
 /// The timestamp that starts a sentinel-vip log line.
-pub fn log_line_time(line: &str) -> Option<f64> {
+fn log_line_time(line: &str) -> Option<f64> {
     parse_rfc3339(line.split_whitespace().next()?)
 }
 
@@ -71,7 +71,7 @@ impl Promotions {
                     "netns",
                     "exec",
                     &lab.ns_client(),
-                    "redis-cli",
+                    lab.programs().cli,
                     "-h",
                     &node_ip(n),
                     "-p",
@@ -145,6 +145,7 @@ impl Writer {
         let stop = Arc::new(Mutex::new(false));
         let oks = Arc::new(Mutex::new(Vec::new()));
         let ns = lab.ns_client();
+        let cli = lab.programs().cli;
         let (s, o) = (stop.clone(), oks.clone());
         let handle = std::thread::spawn(move || {
             let mut i = 0u64;
@@ -153,16 +154,7 @@ impl Writer {
                 // A short timeout: a connect that went to the old holder just
                 // before the move would otherwise hang for a SYN retransmit.
                 let child = Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &ns,
-                        "timeout",
-                        "0.25",
-                        "redis-cli",
-                        "-h",
-                        VIP4,
-                    ])
+                    .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", VIP4])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())

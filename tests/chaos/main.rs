@@ -1,0 +1,444 @@
+//! Fault injection ("chaos") for sentinel-vip, on real redis-server,
+//! redis-sentinel and sentinel-vip in the namespace lab (lab/): the
+//! master killed, paused or cut off; Sentinels restarted; watchers blinded
+//! during a failover or killed at random; twenty failovers in a row (hook
+//! mode, and watch mode driven by events alone); hook storms; interface
+//! churn; bad input; missing privileges.
+//!
+//! Every case asserts behaviour (kernel addresses, the client's neighbour
+//! table, captured frames, writes through the VIP). While a fault plays
+//! out, a `Monitor` samples the holders and the client's neighbour entry
+//! every 20 ms; the table at the end prints the windows it measured.
+//! Speed is reported, not asserted (beyond bounds the product documents).
+//! This file holds the plan (which lab runs which cases) and the table;
+//! each family of faults has its own module.
+//!
+//! `cargo test --test chaos` runs everything (harness = false: this
+//! target has its own `main`); `cargo test --test chaos -- 4a 9` runs only
+//! the cases whose name contains "4a" or "9". Needs root, and `nft`
+//! (nftables) for case 6. `CHAOS_SEED=N` repeats the random choices of an
+//! earlier run.
+
+mod bad_input;
+mod churn;
+mod failures;
+mod junk;
+mod partitions;
+mod privileges;
+mod series;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sentinel_vip_lab::monitor::PERIOD;
+use sentinel_vip_lab::suite::{catch, expect_exit, run_steps, Outcome};
+use sentinel_vip_lab::trace::{Trace, Windows};
+use sentinel_vip_lab::{e2e_enabled, now_epoch, Lab, LabOptions, Privilege, NODES};
+
+/// Sentinel's down-after-milliseconds in every lab: short, so failovers
+/// start quickly.
+const DOWN_AFTER: Duration = Duration::from_secs(1);
+/// The watchers run as the systemd unit runs them.
+const WATCHER: Privilege = Privilege::TwoCaps;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sentinel-vip"))
+}
+
+// ----- the run -----------------------------------------------------------------
+
+/// A case fills in its row (`World::row`) as it goes, so that a failing
+/// case still shows what it measured.
+type Case = fn(&mut Lab, &mut World);
+
+#[derive(Default)]
+struct Row {
+    windows: Option<Windows>,
+    note: String,
+}
+
+/// One lab and the cases run on it, in order (a lab takes seconds to build,
+/// and a failover costs a Sentinel refresh cycle to recover from).
+struct Plan {
+    name: &'static str,
+    opts: LabOptions,
+    /// Watchers on every node (else the hook, as Sentinel's script).
+    watch: bool,
+    cases: Vec<(&'static str, Case)>,
+}
+
+/// What the cases of one lab share.
+struct World {
+    watch: bool,
+    rng: Rng,
+    /// The top-level TOML the node configs currently carry, and the lab's
+    /// own (restored by recover()).
+    toml_top: String,
+    default_top: String,
+    /// The row of the case running now.
+    row: Row,
+}
+
+impl World {
+    /// Rewrites every node's config with `top` and reloads the watchers
+    /// (SIGHUP), waiting until each has logged the reload.
+    fn set_config(&mut self, lab: &mut Lab, top: &str) {
+        if self.toml_top == top {
+            return;
+        }
+        for n in NODES {
+            lab.rewrite_config(n, top);
+            lab.reload_watcher(n);
+        }
+        self.toml_top = top.to_string();
+    }
+
+    /// Like [`World::set_config`], but restarting the watchers instead of
+    /// reloading: a reload leaves `reconcile_interval_ms` as it was (see
+    /// case 7w).
+    fn set_config_restart(&mut self, lab: &mut Lab, top: &str) {
+        if self.toml_top == top {
+            return;
+        }
+        for n in NODES {
+            lab.rewrite_config(n, top);
+        }
+        restart_watchers(lab);
+        self.toml_top = top.to_string();
+    }
+
+    /// Stores the trace's windows for `holder` in the row and returns them.
+    fn record(&mut self, trace: &Trace, holder: usize) -> Windows {
+        let w = trace.windows(holder);
+        self.row.windows = Some(w.clone());
+        w
+    }
+}
+
+/// Every watcher stopped with SIGTERM and started again, so that the
+/// config on disk applies in full; then the VIP back on the master alone.
+fn restart_watchers(lab: &mut Lab) {
+    lab.restart_watchers(WATCHER);
+    lab.wait_one_holder(Duration::from_secs(10));
+}
+
+fn plans() -> Vec<Plan> {
+    let watch = LabOptions {
+        reconfig_script: false,
+        down_after: DOWN_AFTER,
+        ..LabOptions::default()
+    };
+    vec![
+        Plan {
+            name: "watch",
+            opts: watch.clone(),
+            watch: true,
+            // Cases that keep the master first: a failover costs a Sentinel
+            // refresh, and a broken one should not take them down with it.
+            cases: vec![
+                (
+                    "3  master paused < down-after (watch)",
+                    failures::short_pause,
+                ),
+                (
+                    "5  Sentinels restarted 1 by 1, then all",
+                    failures::sentinel_restarts,
+                ),
+                ("9a holder eth0 down/up (watch)", churn::link_flap),
+                ("9b holder addr flush, re-added (watch)", churn::addr_flush),
+                (
+                    "9c holder eth0 deleted, re-created (watch)",
+                    churn::link_recreated,
+                ),
+                ("11 bad input; junk for the watchers", bad_input::bad_input),
+                ("1a master SIGKILL (watch)", failures::master_killed),
+                (
+                    "1b master SHUTDOWN NOSAVE (watch)",
+                    failures::master_shut_down,
+                ),
+                (
+                    "2  master paused > down-after (watch)",
+                    failures::long_pause,
+                ),
+                (
+                    "6  watchers blind during a failover",
+                    partitions::blind_watchers,
+                ),
+                (
+                    "7w 20 failovers, events only (watch)",
+                    series::failover_series_watch,
+                ),
+                (
+                    "10 watchers SIGKILLed x20 in failovers",
+                    failures::killed_watchers,
+                ),
+            ],
+        },
+        Plan {
+            name: "hook",
+            opts: LabOptions {
+                reconfig_script: true,
+                down_after: DOWN_AFTER,
+                ..LabOptions::default()
+            },
+            watch: false,
+            cases: vec![
+                (
+                    "12 privileges: 2 caps work, none refused",
+                    privileges::privileges,
+                ),
+                ("8  48 conflicting hooks in a failover", series::hook_storm),
+                ("1c master SIGKILL (hook)", failures::master_killed),
+                (
+                    "1d master SHUTDOWN NOSAVE (hook)",
+                    failures::master_shut_down,
+                ),
+                ("2h master paused > down-after (hook)", failures::long_pause),
+                (
+                    "7  20 failovers, stale replay (hook)",
+                    series::failover_series,
+                ),
+                ("4h master cut off (hook)", partitions::cut_off_hook),
+            ],
+        },
+        Plan {
+            name: "partition",
+            opts: LabOptions {
+                // The true holder re-announces every second, so that a
+                // healed partition is settled quickly.
+                toml_tail: "[announce]\nrefresh_interval_ms = 1000\n".into(),
+                ..watch
+            },
+            watch: true,
+            cases: vec![
+                (
+                    "4a master cut off, release (watch)",
+                    partitions::cut_off_release,
+                ),
+                ("4b master cut off, keep (watch)", partitions::cut_off_keep),
+            ],
+        },
+    ]
+}
+
+fn main() {
+    // Re-run of this binary inside a namespace, as a fake Sentinel (case 11).
+    if let Ok(addr) = std::env::var(junk::JUNK_ENV) {
+        junk::junk_server(&addr);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo test -- --list` asks a harness for its tests; there are none
+    // to list one by one here.
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if !e2e_enabled() {
+        println!("chaos: 0 passed, 0 failed");
+        return;
+    }
+    // Options meant for libtest (`make test` passes --nocapture) are ignored;
+    // bare words select the cases whose name contains any of them.
+    let filters: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_epoch().to_bits());
+    eprintln!("chaos: seed {seed} (CHAOS_SEED={seed} repeats the random choices)");
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for plan in plans() {
+        results.extend(run_lab(plan, &filters, seed));
+    }
+    print_table(&mut results, started.elapsed());
+    let failed = results.iter().filter(|(o, _)| o.error.is_some()).count();
+    println!("chaos: {} passed, {failed} failed", results.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<(Outcome, Row)> {
+    let cases: Vec<(&'static str, Case)> = plan
+        .cases
+        .into_iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .collect();
+    if cases.is_empty() {
+        return Vec::new();
+    }
+    eprintln!("\n===== lab '{}': {} case(s)", plan.name, cases.len());
+    let mut world = World {
+        watch: plan.watch,
+        rng: Rng::new(seed ^ plan.name.len() as u64),
+        toml_top: plan.opts.toml_top.clone(),
+        default_top: plan.opts.toml_top.clone(),
+        row: Row::default(),
+    };
+    let t = Instant::now();
+    let built = catch(|| {
+        let mut lab = Lab::new(bin(), plan.opts.clone());
+        lab.wait_ready();
+        place_vip(&mut lab, &world);
+        lab
+    });
+    let mut lab = match built {
+        Ok(lab) => lab,
+        Err(e) => {
+            let msg = format!("lab setup failed: {e}");
+            eprintln!("{msg}");
+            let failed = |name| Outcome {
+                name,
+                error: Some(msg.clone()),
+                took: Duration::ZERO,
+            };
+            return cases
+                .into_iter()
+                .map(|(name, _)| (failed(name), Row::default()))
+                .collect();
+        }
+    };
+    eprintln!(
+        "lab {} ready, VIP placed, in {:.1} s",
+        lab.prefix,
+        t.elapsed().as_secs_f64()
+    );
+    let mut rows = Vec::new();
+    let outcomes = run_steps(&mut lab, &mut world, &cases, recover, |w, _| {
+        let row = std::mem::take(&mut w.row);
+        if !row.note.is_empty() {
+            eprintln!("    {}", row.note);
+        }
+        if let Some(win) = &row.windows {
+            eprintln!(
+                "    sampled {} times, largest gap {} ms",
+                win.samples,
+                win.max_gap.as_millis()
+            );
+        }
+        rows.push(row);
+    });
+    outcomes.into_iter().zip(rows).collect()
+}
+
+/// Puts the VIP on the master the way each mode does at boot: the watchers
+/// start, or `reconcile` runs on every node.
+fn place_vip(lab: &mut Lab, w: &World) {
+    for n in NODES {
+        if w.watch {
+            lab.start_watcher(n, WATCHER);
+        } else {
+            expect_exit(&lab.sv(n, &["reconcile"]), 0, &format!("reconcile on n{n}"));
+        }
+    }
+    lab.wait_one_holder(Duration::from_secs(10));
+}
+
+/// After a failed case: undo whatever it may have left behind (see
+/// `Lab::heal`), the lab's own config and a watcher on every node (or,
+/// in the hook lab, a `reconcile`), then a ready lab with the VIP on the
+/// master.
+fn recover(lab: &mut Lab, w: &mut World) {
+    lab.heal();
+    if w.watch && w.toml_top != w.default_top {
+        let top = w.default_top.clone();
+        w.set_config_restart(lab, &top);
+    }
+    for n in NODES {
+        if !w.watch {
+            // In the hook lab, only a failover would place the VIP otherwise.
+            let _ = lab.sv(n, &["reconcile"]);
+        } else if !lab.watcher(n).running() {
+            lab.start_watcher(n, WATCHER);
+        }
+    }
+    lab.rejoin_all();
+}
+
+fn print_table(results: &mut [(Outcome, Row)], took: Duration) {
+    // By scenario number, whichever lab ran it.
+    let key = |name: &str| {
+        let id = name.split_whitespace().next().unwrap_or("");
+        let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
+        (digits.parse::<u32>().unwrap_or(99), id.to_string())
+    };
+    results.sort_by_key(|(o, _)| key(o.name));
+    let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
+    let until = |v: Option<Duration>| v.map_or("never".to_string(), secs);
+    println!();
+    println!(
+        "{:<46} {:<6} {:>9} {:>9} {:>9} {:>9} {:>7}  notes",
+        "scenario", "result", "2 holders", "no holder", "converge", "client", "case"
+    );
+    println!("{}", "-".repeat(118));
+    for (o, row) in results.iter() {
+        let (two, none, conv, client) = match &row.windows {
+            Some(w) => (
+                secs(w.two_holders),
+                secs(w.no_holder),
+                until(w.converge),
+                until(w.client),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<46} {:<6} {two:>9} {none:>9} {conv:>9} {client:>9} {:>6.0}s  {}",
+            o.name,
+            if o.error.is_none() { "pass" } else { "FAIL" },
+            o.took.as_secs_f64(),
+            row.note
+        );
+    }
+    println!("{}", "-".repeat(118));
+    println!(
+        "Seconds. 2 holders / no holder: total time two or more / no node held the VIP;\n\
+         converge: fault injected -> exactly one holder, Sentinel's master, for good;\n\
+         client: fault injected -> the client's neighbour entry on that holder, for good.\n\
+         Sampled every {} ms from fault injection to the end of the case.",
+        PERIOD.as_millis()
+    );
+    for (o, _) in results.iter() {
+        if let Some(e) = &o.error {
+            println!("FAIL {}: {e}", o.name);
+        }
+    }
+    println!("total run time {:.0} s", took.as_secs_f64());
+}
+
+/// Note for a row when Sentinel moved the master again on its own.
+fn again(new: usize, fin: usize) -> String {
+    if new == fin {
+        String::new()
+    } else {
+        format!("; Sentinel then failed over to n{fin} on its own")
+    }
+}
+
+/// xorshift64*: reproducible random choices from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in 0..n.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A node number, 1..=3.
+    fn node(&mut self) -> usize {
+        1 + self.below(NODES.len())
+    }
+}
