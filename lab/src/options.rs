@@ -19,6 +19,11 @@ pub struct LabOptions {
     pub toml_tail: String,
     /// The server, Sentinel and client programs.
     pub programs: Programs,
+    /// A node whose Redis and Sentinel run elsewhere, e.g. in a container
+    /// joined to its namespace (`container`): the lab builds its network
+    /// but starts neither, and `Lab::new` returns before waiting for
+    /// replication; start them, then call `Lab::finish_start`.
+    pub external_node: Option<usize>,
 }
 
 impl Default for LabOptions {
@@ -29,6 +34,7 @@ impl Default for LabOptions {
             toml_top: String::new(),
             toml_tail: String::new(),
             programs: Programs::REDIS,
+            external_node: None,
         }
     }
 }
