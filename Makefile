@@ -3,8 +3,11 @@
 # skips them explicitly (and says so).
 
 CARGO ?= cargo
+# Pinned: the package layout (symlink assets, man page compression) is
+# checked against this version.
+CARGO_DEB_VERSION := 3.8.0
 
-.PHONY: all build deps test lint fuzz chaos demo bench clean
+.PHONY: all build deps test lint fuzz chaos demo bench clean deb
 
 all: build
 
@@ -19,9 +22,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The Debian package, target/debian/sentinel-vip_<version>-1_<arch>.deb:
+# man pages and completions from the clap definitions first (xtask), then
+# cargo-deb builds the release binary and packs everything.
+deb:
+	@[ "$$(cargo-deb --version 2>/dev/null | awk '{print $$2}')" = "$(CARGO_DEB_VERSION)" ] || \
+		$(CARGO) install --locked --force cargo-deb --version $(CARGO_DEB_VERSION)
+	$(CARGO) run -q -p xtask -- dist-assets
+	rm -f target/debian/sentinel-vip_*.deb
+	$(CARGO) deb
+
 # One debug build of the binary serves every test target. Plain `cargo
 # test --workspace`: the demo and the benchmark are not tests and do not run here.
-test: deps lint
+# The .deb comes first: tests/e2e_package.rs installs it in a container.
+test: deps lint deb
 	$(CARGO) test --workspace -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh
 

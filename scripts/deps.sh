@@ -2,9 +2,11 @@
 # Installs what the lab needs and is missing: real Redis and Sentinel,
 # iproute2 for the namespaces, tcpdump to see frames as a client would,
 # iputils-ping for the client's first contact, nftables for the chaos
-# suite's blocked connections. Root only (apt).
+# suite's blocked connections, systemd-container (systemd-nspawn) and
+# debootstrap for the package test's booted Debian container. Root only
+# (apt).
 set -euo pipefail
-pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables)
+pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

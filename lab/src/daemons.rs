@@ -9,6 +9,7 @@ use crate::{check_node, node_ip, wait_until, Lab, NODES, REDIS_PORT, VIP4};
 
 impl Lab {
     pub(crate) fn start_redis(&mut self, n: usize) {
+        self.check_own(n);
         let d = self.node_dir(n);
         let ip = node_ip(n);
         let mut args: Vec<String> = vec![
@@ -61,6 +62,7 @@ impl Lab {
     }
 
     pub(crate) fn start_sentinel(&mut self, n: usize) {
+        self.check_own(n);
         let d = self.node_dir(n);
         let args = vec![
             self.programs().sentinel.to_string(),
@@ -130,7 +132,7 @@ impl Lab {
         for n in NODES {
             self.kill_sentinel(n);
         }
-        for n in NODES {
+        for n in self.own_nodes() {
             self.start_sentinel(n);
         }
     }

@@ -72,14 +72,40 @@ impl Lab {
         write_file(&lab.dir.join(OWNER_FILE), &std::process::id().to_string());
         lab.build_network();
         lab.write_files();
-        for n in NODES {
+        for n in lab.own_nodes() {
             lab.start_redis(n);
         }
-        lab.wait_replication();
-        for n in NODES {
-            lab.start_sentinel(n);
+        if lab.opts.external_node.is_none() {
+            lab.finish_start();
         }
         lab
+    }
+
+    /// Waits for replication, then starts the lab's Sentinels. `Lab::new`
+    /// does this itself unless a node is external
+    /// ([`LabOptions::external_node`]).
+    pub fn finish_start(&mut self) {
+        self.wait_replication();
+        for n in self.own_nodes() {
+            self.start_sentinel(n);
+        }
+    }
+
+    /// Nodes whose Redis and Sentinel the lab runs.
+    pub(crate) fn own_nodes(&self) -> Vec<usize> {
+        NODES
+            .into_iter()
+            .filter(|&n| self.opts.external_node != Some(n))
+            .collect()
+    }
+
+    /// Panics for the external node: the lab neither starts nor restarts
+    /// what runs there.
+    pub(crate) fn check_own(&self, n: usize) {
+        assert!(
+            self.opts.external_node != Some(n),
+            "lab: n{n}'s Redis and Sentinel run outside the lab"
+        );
     }
 
     // ----- names and paths -------------------------------------------------

@@ -27,6 +27,7 @@ mod observe;
 
 pub mod capture;
 pub mod events;
+pub mod container;
 pub mod hook_calls;
 pub mod monitor;
 pub mod suite;
@@ -50,7 +51,7 @@ pub const VIP6: &str = "2001:2::100";
 pub const VIP6_CIDR: &str = "2001:2::100/64";
 pub(crate) const CLIENT_IP: &str = "192.0.2.50";
 pub(crate) const CLIENT_IP6: &str = "2001:2::50";
-pub(crate) const REDIS_PORT: u16 = 6379;
+pub const REDIS_PORT: u16 = 6379;
 pub const SENTINEL_PORT: u16 = 26379;
 /// Node numbers, 1-based.
 pub const NODES: [usize; 3] = [1, 2, 3];

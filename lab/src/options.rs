@@ -22,6 +22,11 @@ pub struct LabOptions {
     /// `requirepass` (and `masterauth`) of every data node, given to the
     /// Sentinels (`auth-pass`) and to every client the lab runs.
     pub data_password: Option<String>,
+    /// A node whose Redis and Sentinel run elsewhere, e.g. in a container
+    /// joined to its namespace (`container`): the lab builds its network
+    /// but starts neither, and `Lab::new` returns before waiting for
+    /// replication; start them, then call `Lab::finish_start`.
+    pub external_node: Option<usize>,
 }
 
 impl Default for LabOptions {
@@ -33,6 +38,7 @@ impl Default for LabOptions {
             toml_tail: String::new(),
             programs: Programs::REDIS,
             data_password: None,
+            external_node: None,
         }
     }
 }

@@ -235,7 +235,9 @@ impl Config {
             line: e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
-            message: e.message().trim().replace('\n', " "),
+            // The file's own text may be quoted: one line, no control
+            // characters (terminal escapes) in what operators read.
+            message: crate::error::printable(e.message().trim()),
         })?;
         cfg.validate()?;
         Ok(cfg)

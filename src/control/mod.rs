@@ -13,6 +13,7 @@ use std::ffi::OsString;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::printable;
 use crate::hookargs::{self, ArgError, HookCall};
 
 /// A request or reply larger than this is not one of ours.
@@ -78,13 +79,16 @@ pub fn encode<T: Serialize>(m: &T) -> Vec<u8> {
 /// failure is one line naming the problem.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
     let line = one_line(bytes)?;
-    serde_json::from_str(line).map_err(|e| WireError::Request(e.to_string()))
+    // serde quotes the client's text (an unknown variant, say) as decoded,
+    // escapes and all: a one-line error must not carry its newlines.
+    serde_json::from_str(line).map_err(|e| WireError::Request(printable(&e.to_string())))
 }
 
 /// Pure: a reply as received.
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, WireError> {
     let line = one_line(bytes)?;
-    let r: Reply = serde_json::from_str(line).map_err(|e| WireError::Reply(e.to_string()))?;
+    let r: Reply =
+        serde_json::from_str(line).map_err(|e| WireError::Reply(printable(&e.to_string())))?;
     if r.code > 2 {
         return Err(WireError::Code(r.code));
     }
@@ -161,6 +165,11 @@ mod tests {
             (br#"{"op":"hook"}"#.to_vec(), m("missing field `args`")),
             (br#"{"op":"hook","args":[1,2]}"#.to_vec(), m("invalid type")),
             (b"{\"op\":\"ping\"}\n{\"op\":\"ping\"}\n".to_vec(), Lines),
+            // Found by the fuzzer: an escaped newline in an unknown variant.
+            (
+                br#"{"op":"pi#oo26\nekng""op\tjj"#.to_vec(),
+                m("unknown variant `pi#oo26 ekng`"),
+            ),
             (vec![b'{', 0xff, b'}'], NotUtf8),
             (big.into_bytes(), Oversize),
         ];
