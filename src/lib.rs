@@ -48,8 +48,6 @@ pub mod logging;
 #[allow(dead_code, unused_imports)]
 mod metrics;
 mod netlink;
-// Until the watcher wires it in (issue 13); then this allow goes.
-#[allow(dead_code, unused_imports)]
 mod notify;
 pub mod sentinel;
 mod users;

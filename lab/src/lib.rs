@@ -26,8 +26,8 @@ mod fault;
 mod observe;
 
 pub mod capture;
-pub mod events;
 pub mod container;
+pub mod events;
 pub mod hook_calls;
 pub mod monitor;
 pub mod suite;

@@ -206,6 +206,7 @@ mod tests {
             host: Host::parse(h).unwrap(),
             port: 6379,
             epoch,
+            failover: None,
         })
     }
 
@@ -228,6 +229,7 @@ mod tests {
                 master,
                 answered,
                 total,
+                failover: None,
             });
             assert_eq!(s.master.as_deref(), Some(addr));
             assert_eq!(s.epoch, Some(epoch));
@@ -240,6 +242,7 @@ mod tests {
             master: None,
             answered: 0,
             total: 3,
+            failover: None,
         });
         assert_eq!(
             none,
