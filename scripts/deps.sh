@@ -3,10 +3,11 @@
 # iproute2 for the namespaces, tcpdump to see frames as a client would,
 # iputils-ping for the client's first contact, nftables for the chaos
 # suite's blocked connections, systemd-container (systemd-nspawn) and
-# debootstrap for the package test's booted Debian container. Root only
-# (apt).
+# debootstrap for the package test's booted Debian container, prometheus
+# (its promtool checks the metrics; its server scrapes the lab's
+# watchers). Root only (apt).
 set -euo pipefail
-pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap)
+pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +26,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # The Debian packages start services where an init system runs; the lab
 # starts its own instances in namespaces and needs nothing listening here.
-for svc in redis-server redis-sentinel; do
+for svc in redis-server redis-sentinel prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -16,7 +16,7 @@ use crate::config::{Config, VipConfig};
 use crate::control::{client, server::ANSWER_DEADLINE, Request};
 use crate::decide::Master;
 use crate::engine::{ms, resolve, Engine, FirstRound};
-use crate::error::{one_line, permanent};
+use crate::error::{exit_code, one_line, permanent};
 use crate::hookargs::{self, HookCall};
 use crate::lock;
 
@@ -30,10 +30,11 @@ pub async fn run(
     let call = hookargs::parse(args).map_err(|e| permanent(format!("hook: {e}")))?;
     let cfg = config?;
     crate::logging::init(log, cfg.log_file.as_deref());
-    let Some(vip) = cfg.vip_for(&call.master).cloned() else {
+    let vips: Vec<VipConfig> = cfg.vips_for(&call.master).cloned().collect();
+    if vips.is_empty() {
         info!(master = %call.master, "hook: master not configured here; nothing to do");
         return Ok(());
-    };
+    }
     // Sentinel's call, as received (valid UTF-8: parsed above), for the
     // watcher to validate again.
     let args = args
@@ -70,7 +71,7 @@ pub async fn run(
         ));
     }
     info!(master = %call.master, why = %why_direct, "hook: acting itself");
-    direct(call, cfg, vip, t0).await
+    direct(call, cfg, vips, t0).await
 }
 
 /// `TO_IP:TO_PORT` of a call, for the log.
@@ -83,8 +84,9 @@ impl std::fmt::Display for Target<'_> {
 }
 
 /// For hosts where Sentinel runs unconfined: the hook holds both
-/// capabilities and runs the pass itself, under the host lock.
-async fn direct(call: HookCall, cfg: Config, vip: VipConfig, t0: Instant) -> Result<()> {
+/// capabilities and runs the pass itself, under the host lock, for every
+/// VIP of the master.
+async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) -> Result<()> {
     let engine = Engine::new(cfg)?;
     let lock = lock::acquire(&engine.cfg.lock_file).await?;
     let waited = ms(t0);
@@ -119,22 +121,31 @@ async fn direct(call: HookCall, cfg: Config, vip: VipConfig, t0: Instant) -> Res
             )
         }
     };
-    let out = engine.converge(&view, &vip, &master, FirstRound::Now).await;
-    let elapsed = ms(t0);
-    drop(lock);
-    let result = match &out {
-        Ok(o) => format!("{:?} {:?}", o.action, o.change),
-        Err(e) => format!("error: {}", one_line(e)),
-    };
-    info!(
-        master = %call.master, role = call.role.as_str(), to = %Target(&call),
-        sentinel = %said, decided = ?master, result = %result,
-        lock_wait_ms = waited, elapsed_ms = elapsed,
-        "hook"
-    );
-    if let Some(t) = out?.target {
-        let rounds = engine.cfg.announce.count.saturating_sub(1);
-        engine.repeat_rounds(&[(&vip, t)], rounds).await;
+    let mut held = Vec::new();
+    let mut failed: Option<anyhow::Error> = None;
+    for vip in &vips {
+        let out = engine.converge(&view, vip, &master, FirstRound::Now).await;
+        let result = match &out {
+            Ok(o) => format!("{:?} {:?}", o.action, o.change),
+            Err(e) => format!("error: {}", one_line(e)),
+        };
+        info!(
+            master = %call.master, vip = %vip.address, role = call.role.as_str(), to = %Target(&call),
+            sentinel = %said, decided = ?master, result = %result,
+            lock_wait_ms = waited, elapsed_ms = ms(t0),
+            "hook"
+        );
+        match out {
+            Ok(o) => held.extend(o.target.map(|t| (vip, t))),
+            // The permanent error wins: Sentinel must not retry a refusal.
+            Err(e) if failed.as_ref().is_none_or(|f| exit_code(f) < exit_code(&e)) => {
+                failed = Some(e)
+            }
+            Err(_) => {}
+        }
     }
-    Ok(())
+    drop(lock);
+    let rounds = engine.cfg.announce.count.saturating_sub(1);
+    engine.repeat_rounds(&held, rounds).await;
+    failed.map_or(Ok(()), Err)
 }

@@ -11,8 +11,9 @@ fuzz_target!(|data: &[u8]| {
     match Config::parse(text) {
         Ok(c) => {
             assert!(!c.vip.is_empty());
-            let masters: HashSet<_> = c.vip.iter().map(|v| &v.master).collect();
-            assert_eq!(masters.len(), c.vip.len());
+            // A master may have several VIPs; an address, one.
+            let addrs: HashSet<_> = c.vip.iter().map(|v| v.address.ip).collect();
+            assert_eq!(addrs.len(), c.vip.len());
             for v in &c.vip {
                 assert!(valid_ifname(&v.interface));
                 assert!(!v.address.ip.is_multicast() && !v.address.ip.is_unspecified());

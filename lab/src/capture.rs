@@ -54,6 +54,18 @@ impl Frame {
         }
     }
 
+    /// An IP frame's (source, destination) addresses, as tcpdump printed
+    /// them after the link-layer header (with a port for TCP and UDP).
+    pub fn ip_pair(&self) -> Option<(String, String)> {
+        let (_, rest) = self.line.split_once(" length ")?;
+        let (_, rest) = rest.split_once(": ")?;
+        let mut w = rest.split_whitespace();
+        let src = w.next()?;
+        (w.next()? == ">").then_some(())?;
+        let dst = w.next()?.trim_end_matches(':');
+        Some((src.to_string(), dst.to_string()))
+    }
+
     /// An unsolicited neighbour advertisement for `addr`: sent to the
     /// all-nodes multicast group (MAC 33:33:00:00:00:01).
     pub fn is_unsolicited_na_for(&self, addr: &str) -> bool {
@@ -122,6 +134,12 @@ pub struct Capture {
 impl Capture {
     /// Starts tcpdump on the client's eth0 and returns once it is capturing.
     pub fn start(lab: &Lab) -> Capture {
+        Capture::start_on(lab, "eth0", "arp or icmp6")
+    }
+
+    /// Starts tcpdump on the client's `iface` with capture filter `filter`
+    /// and returns once it is capturing.
+    pub fn start_on(lab: &Lab, iface: &str, filter: &str) -> Capture {
         let n = CAPTURES.fetch_add(1, Ordering::Relaxed);
         let out = lab.dir.join(format!("capture-{n}.txt"));
         let err = lab.dir.join(format!("capture-{n}.err"));
@@ -132,14 +150,14 @@ impl Capture {
             .args([
                 "tcpdump",
                 "-i",
-                "eth0",
+                iface,
                 "-n",
                 "-e",
                 "-l",
                 "-tt",
                 "--time-stamp-precision=nano",
                 "-U",
-                "arp or icmp6",
+                filter,
             ])
             .stdin(Stdio::null())
             .stdout(f)
@@ -302,5 +320,18 @@ mod tests {
             None
         );
         assert_eq!(parse_tcpdump_line(""), None);
+
+        let ping = f("1795424360.000000001 26:4a:2a:35:1c:1a > 9a:f6:d4:e0:46:dd, ethertype IPv4 (0x0800), length 98: 192.0.2.11 > 192.0.2.50: ICMP echo request, id 7, seq 1, length 64");
+        assert_eq!(ping.kind, FrameKind::Other);
+        assert_eq!(
+            ping.ip_pair(),
+            Some(("192.0.2.11".into(), "192.0.2.50".into()))
+        );
+        let ping6 = f("1795424360.000000002 26:4a:2a:35:1c:1a > 9a:f6:d4:e0:46:dd, ethertype IPv6 (0x86dd), length 118: 2001:2::11 > 2001:2::50: ICMP6, echo request, id 9, seq 1, length 64");
+        assert_eq!(
+            ping6.ip_pair(),
+            Some(("2001:2::11".into(), "2001:2::50".into()))
+        );
+        assert_eq!(req.ip_pair(), None);
     }
 }

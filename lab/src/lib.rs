@@ -28,8 +28,12 @@ mod observe;
 pub mod capture;
 pub mod container;
 pub mod events;
+pub mod extra_vips;
 pub mod hook_calls;
+mod http;
 pub mod monitor;
+pub mod prometheus;
+pub mod source;
 pub mod suite;
 pub mod timeline;
 pub mod trace;
@@ -49,8 +53,8 @@ pub const VIP4_CIDR: &str = "192.0.2.100/24";
 /// The IPv6 VIP (benchmarking range, RFC 5180) and its prefix length.
 pub const VIP6: &str = "2001:2::100";
 pub const VIP6_CIDR: &str = "2001:2::100/64";
-pub(crate) const CLIENT_IP: &str = "192.0.2.50";
-pub(crate) const CLIENT_IP6: &str = "2001:2::50";
+pub const CLIENT_IP: &str = "192.0.2.50";
+pub const CLIENT_IP6: &str = "2001:2::50";
 pub const REDIS_PORT: u16 = 6379;
 pub const SENTINEL_PORT: u16 = 26379;
 /// Node numbers, 1-based.
@@ -68,7 +72,7 @@ pub fn node_ip(n: usize) -> String {
 }
 
 /// IPv6 address of node `n` (1..=3).
-pub(crate) fn node_ip6(n: usize) -> String {
+pub fn node_ip6(n: usize) -> String {
     check_node(n);
     format!("2001:2::1{n}")
 }

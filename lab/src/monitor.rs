@@ -155,13 +155,13 @@ impl Queriers {
 /// One `ip -n NS -json -force -batch -` process: a command line in, one
 /// JSON line out. A reader thread feeds the lines through a channel so that
 /// a query can time out instead of hanging the monitor.
-struct IpBatch {
+pub(crate) struct IpBatch {
     ns: String,
     proc: Option<(Child, ChildStdin, Receiver<String>)>,
 }
 
 impl IpBatch {
-    fn new(ns: &str) -> IpBatch {
+    pub(crate) fn new(ns: &str) -> IpBatch {
         IpBatch {
             ns: ns.to_string(),
             proc: None,
@@ -191,7 +191,7 @@ impl IpBatch {
 
     /// The JSON answer to `cmd`, or `None` (and a fresh process next time)
     /// if `ip` does not answer within a second.
-    fn query(&mut self, cmd: &str) -> Option<Value> {
+    pub(crate) fn query(&mut self, cmd: &str) -> Option<Value> {
         if self.proc.is_none() {
             self.proc = self.spawn();
         }

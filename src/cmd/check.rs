@@ -38,6 +38,9 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
         if let Presence::Foreign(why) = view.presence(v) {
             bad.push(why);
         }
+        if let Some(note) = source_note(&view, v) {
+            println!("note {note}");
+        }
     }
     for a in &view.answers {
         match &a.reply {
@@ -76,6 +79,30 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
             bad.join("; ")
         ))
     }
+}
+
+/// An IPv4 VIP is never a source address only as a secondary: beside an
+/// address of the host's own in the same subnet on that interface.
+fn source_note(view: &crate::engine::View, v: &crate::config::VipConfig) -> Option<String> {
+    let std::net::IpAddr::V4(vip) = v.address.ip else {
+        return None;
+    };
+    let link = view.snap.link(&v.interface)?;
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(v.address.prefix))
+        .unwrap_or(0);
+    let same_subnet = view.snap.addrs.iter().any(|a| match a.ip {
+        std::net::IpAddr::V4(ip) => {
+            a.index == link.index && ip != vip && u32::from(ip) & mask == u32::from(vip) & mask
+        }
+        _ => false,
+    });
+    (!same_subnet).then(|| {
+        format!(
+            "{} has no address of this host in its subnet on {}: it would be that subnet's primary address, and the kernel could pick it as a source",
+            v.address, v.interface
+        )
+    })
 }
 
 /// Which path a hook run like this process would take: the watcher's

@@ -44,6 +44,9 @@ pub mod defaults {
     pub const FOLLOW_PROMOTION: bool = true;
     /// How long after the leader's hint the replica has to answer master.
     pub const FOLLOW_PROMOTION_DEADLINE: Duration = Duration::from_millis(3000);
+    /// A notify command's time before it is killed: a cloud provider's CLI
+    /// call takes seconds; a minute would leave later changes waiting long.
+    pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Why a config was refused; one line, naming the line or the key.
@@ -78,7 +81,8 @@ pub enum Policy {
     Release,
 }
 
-/// One `[[vip]]` table: the VIP that follows one Sentinel master name.
+/// One `[[vip]]` table: a VIP that follows one Sentinel master name (a
+/// master may have several, on other interfaces or address families).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct VipConfig {
@@ -86,6 +90,11 @@ pub struct VipConfig {
     pub address: Cidr,
     pub interface: String,
     pub label: Option<String>,
+    /// Notify commands for this VIP, each an argument vector; unset ones
+    /// fall back to the top-level ones.
+    pub on_acquire: Option<Vec<String>>,
+    pub on_release: Option<Vec<String>>,
+    pub on_refuse: Option<Vec<String>>,
 }
 
 /// `[announce]`: how gratuitous ARP / unsolicited NA is sent.
@@ -186,6 +195,19 @@ pub struct Config {
     pub redis_password: Option<String>,
     /// Present (even empty) = speak TLS to the data nodes.
     pub redis_tls: Option<TlsConfig>,
+    /// Watch mode: serve Prometheus metrics here (`IP:port`).
+    #[serde(default, deserialize_with = "listen")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Notify commands for every `[[vip]]` that sets none of its own.
+    pub on_acquire: Option<Vec<String>>,
+    pub on_release: Option<Vec<String>>,
+    pub on_refuse: Option<Vec<String>>,
+    #[serde(
+        rename = "notify_timeout_ms",
+        default = "notify_timeout",
+        deserialize_with = "millis"
+    )]
+    pub notify_timeout: Duration,
     #[serde(default)]
     pub vip: Vec<VipConfig>,
 }
@@ -206,6 +228,9 @@ fn follow_promotion() -> bool {
 fn follow_promotion_deadline() -> Duration {
     defaults::FOLLOW_PROMOTION_DEADLINE
 }
+fn notify_timeout() -> Duration {
+    defaults::NOTIFY_TIMEOUT
+}
 fn lock_file() -> PathBuf {
     PathBuf::from(defaults::LOCK_FILE)
 }
@@ -216,17 +241,53 @@ fn control_group() -> String {
     defaults::CONTROL_GROUP.to_string()
 }
 
+/// `metrics_listen`: an `IP:port` to listen on, with a one-line reason
+/// when it is not one.
+fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::metrics::validate_listen(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 /// `*_ms` keys: whole milliseconds in the file, a `Duration` in the program.
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_millis)
 }
 
 impl Config {
-    /// Reads and validates `path`; every failure is permanent (exit 2).
+    /// Reads and validates `path`, and the files it names (the notify
+    /// commands); every failure is permanent (exit 2).
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| permanent(format!("config {}: {e}", path.display())))?;
-        Config::parse(&text).map_err(|e| permanent(format!("config {}: {e}", path.display())))
+        Config::parse(&text)
+            .and_then(|c| c.check_commands().map(|()| c))
+            .map_err(|e| permanent(format!("config {}: {e}", path.display())))
+    }
+
+    /// Every notify command must be an executable file: a typo found at
+    /// the next failover is found too late. Not in `parse`, which looks
+    /// at nothing but the text.
+    pub fn check_commands(&self) -> Result<(), ConfigError> {
+        let top = [
+            ("on_acquire", &self.on_acquire),
+            ("on_release", &self.on_release),
+            ("on_refuse", &self.on_refuse),
+        ];
+        let per_vip = self.vip.iter().flat_map(|v| {
+            [
+                ("vip.on_acquire", &v.on_acquire),
+                ("vip.on_release", &v.on_release),
+                ("vip.on_refuse", &v.on_refuse),
+            ]
+        });
+        for (key, argv) in top.into_iter().chain(per_vip) {
+            if let Some(argv) = argv {
+                crate::notify::check_command(argv).map_err(|e| invalid(key, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses TOML text; the error is one line naming the line or the key.
@@ -247,19 +308,12 @@ impl Config {
         if self.vip.is_empty() {
             return Err(ConfigError::NoVip);
         }
-        let mut masters = HashSet::new();
         let mut addrs = HashSet::new();
         for v in &self.vip {
             if !valid_master_name(&v.master) {
                 return Err(invalid(
                     "vip.master",
                     format!("`{}` is not a valid master name", v.master.escape_debug()),
-                ));
-            }
-            if !masters.insert(v.master.as_str()) {
-                return Err(invalid(
-                    "vip.master",
-                    format!("`{}` appears twice", v.master),
                 ));
             }
             if !addrs.insert(v.address.ip) {
@@ -357,9 +411,23 @@ impl Config {
         Ok(())
     }
 
-    /// The `[[vip]]` that follows `master`, if any.
-    pub fn vip_for(&self, master: &str) -> Option<&VipConfig> {
-        self.vip.iter().find(|v| v.master == master)
+    /// The `[[vip]]` tables that follow `master` (none, one or several).
+    pub fn vips_for<'a>(&'a self, master: &'a str) -> impl Iterator<Item = &'a VipConfig> + 'a {
+        self.vip.iter().filter(move |v| v.master == master)
+    }
+
+    /// Whether any `[[vip]]` follows `master`.
+    pub fn has_master(&self, master: &str) -> bool {
+        self.vips_for(master).next().is_some()
+    }
+
+    /// `vip`'s notify commands: its own, else the top-level ones.
+    pub fn commands(&self, vip: &VipConfig) -> crate::notify::Commands {
+        crate::notify::Commands {
+            on_acquire: vip.on_acquire.clone().or_else(|| self.on_acquire.clone()),
+            on_release: vip.on_release.clone().or_else(|| self.on_release.clone()),
+            on_refuse: vip.on_refuse.clone().or_else(|| self.on_refuse.clone()),
+        }
     }
 
     /// The master names to ask the Sentinels about, each once.
@@ -439,8 +507,10 @@ count = 2
         assert_eq!(c.control_socket_group, "redis");
         assert!(c.follow_promotion);
         assert_eq!(c.follow_promotion_deadline, Duration::from_secs(3));
-        assert_eq!(c.vip_for("cache").unwrap().interface, "eth0");
-        assert!(c.vip_for("other").is_none());
+        assert_eq!(c.vips_for("cache").next().unwrap().interface, "eth0");
+        assert!(!c.has_master("other"));
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.notify_timeout, defaults::NOTIFY_TIMEOUT);
         assert_eq!(c.masters(), ["mymaster", "cache"]);
         assert!(c.is_vip("2001:db8::100".parse().unwrap()));
         let ms = Config::parse(&format!("sentinel_timeout_ms = 25\n{VIP}")).unwrap();
@@ -499,7 +569,11 @@ count = 2
     #[test]
     fn invalid_values_name_the_key() {
         let cases: &[(String, &str, &str)] = &[
-            (format!("{VIP}{VIP}"), "vip.master", "appears twice"),
+            (
+                format!("{VIP}{VIP}"),
+                "vip.address",
+                "192.0.2.100 appears twice",
+            ),
             (
                 format!("{VIP}{}", VIP.replace("\"m\"", "\"n\"")),
                 "vip.address",
@@ -594,6 +668,54 @@ count = 2
             }
         }
         assert_eq!(err("sentinels = []\n"), ConfigError::NoVip);
+    }
+
+    #[test]
+    fn several_vips_per_master_and_their_commands() {
+        let two = format!(
+            "on_release = [\"/bin/true\", \"released\"]\n{VIP}on_acquire = [\"/bin/echo\"]\n{}",
+            VIP.replace("192.0.2.100/24", "2001:2::100/64")
+        );
+        let c = Config::parse(&two).unwrap();
+        assert_eq!(c.vips_for("m").count(), 2);
+        assert_eq!(c.masters(), ["m"], "asked about once");
+        let (a, b) = (c.commands(&c.vip[0]), c.commands(&c.vip[1]));
+        assert_eq!(a.on_acquire, Some(vec!["/bin/echo".to_string()]));
+        assert_eq!(b.on_acquire, None);
+        assert_eq!(a.on_release, b.on_release, "the top-level default");
+        assert!(c.check_commands().is_ok());
+        let missing = two.replace("/bin/echo", "/nonexistent/notify");
+        let e = Config::parse(&missing)
+            .unwrap()
+            .check_commands()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "vip.on_acquire",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let not_executable = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let e = Config::parse(&two.replace("/bin/true", not_executable))
+            .unwrap()
+            .check_commands()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "on_release",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let listen = Config::parse(&format!("metrics_listen = \"[::1]:9469\"\n{VIP}")).unwrap();
+        assert_eq!(listen.metrics_listen.unwrap().port(), 9469);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! sooner. This module holds the select loop and the I/O; every rule about
 //! repeats, trust and announcing lives in [`state`], as plain state.
 
+mod follow;
+mod pass;
 mod promotion;
 mod state;
 mod subscribe;
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,15 +28,16 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, Policy};
 use crate::control::server::{self, HookRequest};
 use crate::control::Reply;
-use crate::decide::{Action, Master, Presence};
-use crate::engine::{ms, resolve, Engine, FirstRound};
-use crate::error::{exit_code, one_line, permanent};
+use crate::decide::Presence;
+use crate::engine::Engine;
+use crate::error::{one_line, permanent};
 use crate::lock;
+use crate::metrics::{ActionKind, Metrics, Said, Trigger as Why, VipId};
 use crate::netlink::{self, Event as KernelEvent};
-use crate::sentinel::failover::is_promoting;
+use crate::notify::Notifier;
 use crate::sentinel::Event;
 use promotion::{Next, Promotions, Replica};
-use state::{kernel_cue, KernelCue, State, Trust};
+use state::{kernel_cue, KernelCue, State};
 
 /// Why a pass runs.
 #[derive(Debug)]
@@ -73,6 +76,10 @@ impl From<HookRequest> for Trigger {
 
 struct Watcher {
     engine: Engine,
+    metrics: Arc<Metrics>,
+    /// The `/metrics` server, while `metrics_listen` is set.
+    metrics_server: Option<(SocketAddr, JoinHandle<()>)>,
+    notifier: Notifier,
     path: PathBuf,
     tx: mpsc::Sender<Trigger>,
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
@@ -101,7 +108,11 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     let control = server::bind(&cfg.control_socket, &cfg.control_socket_group)?;
     info!(socket = %control.path().display(), group = %cfg.control_socket_group, "control socket ready");
     let control = tokio::spawn(control.serve(tx.clone()));
+    let metrics = Arc::new(Metrics::new());
     let mut w = Watcher {
+        metrics: metrics.clone(),
+        metrics_server: None,
+        notifier: Notifier::new(Some(metrics)),
         state: State::new(cfg.announce.clone()),
         promotions: Promotions::new(cfg.follow_promotion_deadline),
         engine: Engine::new(cfg)?,
@@ -132,8 +143,9 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         sentinels = w.engine.cfg.sentinels.len(),
         "watch: starting"
     );
+    w.configure_reporting().await?;
     w.spawn_subscribers();
-    w.pass("start", None, true).await;
+    w.pass(Why::Start, None, true).await;
     notify(&[sd_notify::NotifyState::Ready]);
     let mut tick = w.ticker();
     // systemd's WatchdogSec: pet it from the loop itself, so a loop stuck
@@ -156,7 +168,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
                 }
                 w.on_triggers(triggers).await;
             }
-            _ = tick.tick() => w.pass("timer", None, false).await,
+            _ = tick.tick() => w.pass(Why::Timer, None, false).await,
             _ = announce_due => w.announce_due(),
             _ = dog.tick(), if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => {
@@ -181,28 +193,8 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     w.exit().await
 }
 
-/// How often a replica being promoted is asked `ROLE`.
-const ROLE_EVERY: Duration = Duration::from_millis(2);
-/// A followed promotion's replica is asked again by passes after this.
-const RECHECK_AFTER: Duration = Duration::from_millis(200);
-
-/// The promoted replicas in `recheck` that no longer answer master (an
-/// error counts as no: the promotion is then dropped, and the Sentinels'
-/// answer rules, which is where the watcher would be without it).
-async fn still_master(cfg: &Config, recheck: &[(String, Replica)]) -> Vec<(String, Replica)> {
-    let checks = recheck.iter().map(|(m, r)| async move {
-        let role = match crate::datanode::Node::new(cfg, r) {
-            Ok(mut n) => n.role().await.ok(),
-            Err(_) => None,
-        };
-        (role != Some(crate::datanode::Role::Master)).then(|| (m.clone(), r.clone()))
-    });
-    futures::future::join_all(checks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
+/// How long queued notify commands may still run when the watcher exits.
+const EXIT_NOTIFY_GRACE: Duration = Duration::from_secs(5);
 
 /// Tells systemd (`Type=notify`); a no-op when not started by it.
 fn notify(state: &[sd_notify::NotifyState]) {
@@ -240,13 +232,27 @@ impl Watcher {
 
     async fn on_triggers(&mut self, triggers: Vec<Trigger>) {
         let mut run = None;
+        // The pass's trigger, for the metrics: the most telling of a burst.
+        let mut why: Option<Why> = None;
+        let mut because = |w: Why| {
+            let rank = |w: Why| match w {
+                Why::ControlSocket => 5,
+                Why::Promotion => 4,
+                Why::Event => 3,
+                Why::Kernel => 2,
+                _ => 1,
+            };
+            if why.is_none_or(|old| rank(w) > rank(old)) {
+                why = Some(w);
+            }
+        };
         let mut announce_held = false;
         let now = Instant::now();
         let earliest = |run: Option<Instant>, at: Instant| Some(run.map_or(at, |r| r.min(at)));
         for t in triggers {
             match t {
                 Trigger::Sentinel { from, ev, at } => {
-                    if self.engine.cfg.vip_for(&ev.master).is_none() {
+                    if !self.engine.cfg.has_master(&ev.master) {
                         info!(sentinel = %from, event = %ev, "event for a master not configured here; ignored");
                     } else if ev.kind.is_promotion_hint() {
                         if self.engine.cfg.follow_promotion {
@@ -256,6 +262,7 @@ impl Watcher {
                     } else if !self.state.needs_pass(at) {
                         debug!(sentinel = %from, event = %ev, "event already seen by a later pass");
                     } else {
+                        because(Why::Event);
                         run = earliest(run, at);
                     }
                 }
@@ -263,6 +270,7 @@ impl Watcher {
                     // Pub/sub drops what was published while we were away.
                     debug!(sentinel = %ep, "subscribed; reconciling for anything missed");
                     self.state.link(&ep, true);
+                    because(Why::Reconnect);
                     run = earliest(run, now);
                 }
                 Trigger::Unsubscribed(ep) => self.state.link(&ep, false),
@@ -279,6 +287,7 @@ impl Watcher {
                         }
                         _ => debug!(event = ?e, "kernel event"),
                     }
+                    because(Why::Kernel);
                     run = earliest(run, at);
                 }
                 Trigger::Leader {
@@ -318,12 +327,13 @@ impl Watcher {
                     if let (Next::Pass, Some(at)) =
                         (self.promotions.role(&master, &replica, seen), at)
                     {
+                        because(Why::Promotion);
                         run = earliest(run, at);
                     }
                 }
                 Trigger::Hook(r) => {
                     info!(peer = %r.peer, master = %r.call.master, to = %r.call.to.0, "hook request");
-                    if self.engine.cfg.vip_for(&r.call.master).is_none() {
+                    if !self.engine.cfg.has_master(&r.call.master) {
                         let why = format!(
                             "master {} is not configured here; nothing to do",
                             r.call.master
@@ -331,245 +341,15 @@ impl Watcher {
                         let _ = r.reply.send(Reply::new(0, why));
                         continue;
                     }
+                    because(Why::ControlSocket);
                     run = earliest(run, r.at);
                     self.pending.push(r);
                 }
             }
         }
         if let Some(at) = run {
-            self.pass("event", Some(at), announce_held).await;
-        }
-    }
-
-    /// Starts the I/O a promotion's next step needs; its outcome comes back
-    /// as a trigger. `replica` is the one an event named, if any.
-    fn follow(&self, master: &str, replica: Option<&Replica>, next: Next) {
-        let tx = self.tx.clone();
-        let (master, replica) = (master.to_string(), replica.cloned());
-        match next {
-            Next::Nothing | Next::Pass => {}
-            Next::AskLeader { sentinel, seen } => {
-                let Some(leader) = self.engine.sentinels.leader(&sentinel) else {
-                    return;
-                };
-                info!(master = %master, sentinel = %sentinel, "promotion hint; asking the leader");
-                tokio::spawn(async move {
-                    let (replica, confirmed) = match leader.failover(&master).await {
-                        Ok(view) => {
-                            // Unnamed (a pass saw the failover): the one
-                            // the leader flags promoted.
-                            match replica.or_else(|| view.promoted.first().cloned()) {
-                                Some(r) => {
-                                    let c = view.confirms(&r, seen).map_err(|e| e.to_string());
-                                    (r, c)
-                                }
-                                None => return,
-                            }
-                        }
-                        Err(e) => match replica {
-                            Some(r) => (r, Err(e.to_string())),
-                            None => return,
-                        },
-                    };
-                    let _ = tx
-                        .send(Trigger::Leader {
-                            master,
-                            replica,
-                            confirmed,
-                        })
-                        .await;
-                });
-            }
-            Next::WaitMaster { until } => {
-                let Some(replica) = replica else { return };
-                let node = crate::datanode::Node::new(&self.engine.cfg, &replica);
-                tokio::spawn(async move {
-                    let master_at = async {
-                        let at = node?.wait_master(ROLE_EVERY, until).await?;
-                        Ok::<_, anyhow::Error>((at, resolve(&replica.0).await?))
-                    }
-                    .await
-                    .map_err(|e| one_line(&e));
-                    let _ = tx
-                        .send(Trigger::Role {
-                            master,
-                            replica,
-                            master_at,
-                        })
-                        .await;
-                });
-            }
-        }
-    }
-
-    /// One pass over every VIP, then the answers to the hook requests that
-    /// were waiting for it, and the status line.
-    async fn pass(&mut self, why: &str, since: Option<Instant>, announce_held: bool) {
-        let requests = std::mem::take(&mut self.pending);
-        self.passes += 1;
-        let outcome = self.pass_once(why, since, announce_held, &requests).await;
-        if let Err(e) = &outcome {
-            error!(error = %e, "pass failed");
-        }
-        for r in requests {
-            let reply = match &outcome {
-                Ok(per_master) => per_master[&r.call.master].clone(),
-                Err(e) => Reply::new(1, format!("pass failed: {e}")),
-            };
-            info!(
-                peer = %r.peer, master = %r.call.master, code = reply.code, message = %reply.message,
-                wait_ms = ms(r.at), pass = self.passes, "hook request answered"
-            );
-            let _ = r.reply.send(reply);
-        }
-        self.set_status();
-    }
-
-    /// Gather, decide and apply for every VIP; the first announcement
-    /// rounds go out before the lock is released (announcing is the point
-    /// of taking the VIP, and it takes microseconds). Returns, per master,
-    /// the reply a hook asking about it gets.
-    async fn pass_once(
-        &mut self,
-        why: &str,
-        since: Option<Instant>,
-        announce_held: bool,
-        requests: &[HookRequest],
-    ) -> Result<HashMap<String, Reply>, String> {
-        let t0 = Instant::now();
-        let cfg = &self.engine.cfg;
-        let _lock = lock::acquire(&cfg.lock_file)
-            .await
-            .map_err(|e| format!("cannot take the lock: {}", one_line(&e)))?;
-        let names = cfg.masters();
-        self.state.asking(Instant::now());
-        // A followed promotion stands only while its replica is master:
-        // ask again, beside the Sentinels.
-        let recheck = self.promotions.to_recheck(Instant::now(), RECHECK_AFTER);
-        let (view, demoted) = tokio::join!(
-            self.engine.gather_knowing(&names, self.state.known_down()),
-            still_master(&self.engine.cfg, &recheck)
-        );
-        let view = view.map_err(|e| format!("netlink dump failed: {}", one_line(&e)))?;
-        for (master, replica) in demoted {
-            info!(master = %master, replica = %replica.0, "promotion over: the replica is no longer master");
-            self.promotions.demoted(&master, &replica);
-        }
-        self.state.answered(&view.answers);
-        for (a, (_, reset)) in view.answers.iter().zip(&self.subscribers) {
-            if a.unreachable() {
-                // The connection failed, so the subscription is suspect
-                // too. (A wrong answer over a working connection, as from
-                // a data Redis listed by mistake, says nothing about it.)
-                reset.notify_one();
-            }
-        }
-        let now = Instant::now();
-        let mut changed = 0;
-        let mut replies = HashMap::new();
-        let mut hints = Vec::new();
-        for vip in &cfg.vip {
-            let (v, answer) = view.master(&vip.master);
-            // The newest request for this master, if a hook is waiting.
-            let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
-            let epoch = v.master.as_ref().map(|r| r.epoch);
-            if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
-                self.promotions.saw(&vip.master, e);
-            }
-            // A Sentinel leading a failover of this master: followed like
-            // its events (level-triggered, so a watcher that missed them,
-            // restarted or reconnected, still follows).
-            if let Some((sentinel, state)) = &v.failover {
-                if cfg.follow_promotion && is_promoting(state) {
-                    hints.push((vip.master.clone(), sentinel.clone()));
-                }
-            }
-            let trusted = self
-                .state
-                .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
-            // A followed promotion goes before the Sentinels' answer until
-            // they reach a newer configuration.
-            let master = match (self.promotions.master_for(&vip.master, epoch), trusted) {
-                (Some(promoted), _) => promoted,
-                (None, Trust::Master(m)) => m,
-                (None, Trust::HookArgs) => {
-                    let to = &hook.expect("only with a hook waiting").call.to.0;
-                    match resolve(to).await {
-                        Ok(ips) => {
-                            warn!(master = %vip.master, to = %to, "no Sentinel answered; acting on the hook's arguments");
-                            Master::Known(ips)
-                        }
-                        Err(e) => {
-                            let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
-                            replies.insert(vip.master.clone(), Reply::new(2, e));
-                            continue;
-                        }
-                    }
-                }
-            };
-            if let Master::Unknown { lost_for: Some(d) } = &master {
-                warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = d.as_millis() as u64, "no Sentinel majority");
-            }
-            let result = self
-                .engine
-                .converge(&view, vip, &master, FirstRound::Scheduled)
-                .await;
-            let reply = match &result {
-                Ok(o) => Reply::new(
-                    0,
-                    format!(
-                        "{}: {:?} {} (Sentinels: {v})",
-                        vip.master, o.action, vip.address
-                    ),
-                ),
-                Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
-            };
-            replies.insert(vip.master.clone(), reply);
-            match result {
-                Ok(o) => {
-                    if !matches!(o.action, Action::Nothing | Action::Keep) {
-                        changed += 1;
-                        info!(
-                            master = %vip.master, vip = %vip.address, why, action = ?o.action, change = ?o.change,
-                            sentinel = ?v.master, latency_ms = since.map(ms),
-                            "changed"
-                        );
-                    }
-                    let fresh = o.action == Action::Acquire || announce_held;
-                    // While a failover of its master runs, a VIP kept on the
-                    // old configuration is held but not announced: clients
-                    // must not be pulled back from the promoted replica.
-                    let unsettled = v.failover.is_some()
-                        && o.action == Action::Keep
-                        && !matches!(master, Master::Promoted { .. });
-                    let target = if unsettled { None } else { o.target };
-                    self.state.converged(now, vip.address.ip, target, fresh);
-                }
-                Err(e) => error!(master = %vip.master, error = %one_line(&e), "pass"),
-            }
-        }
-        let vips = cfg.vip.len();
-        self.announce_due();
-        for (master, sentinel) in hints {
-            let next = self.promotions.hint(now, &master, &sentinel, None);
-            self.follow(&master, None, next);
-        }
-        debug!(why, vips, changed, elapsed_ms = ms(t0), "pass done");
-        Ok(replies)
-    }
-
-    /// Sends every round that is due.
-    fn announce_due(&mut self) {
-        let now = Instant::now();
-        for t in self.state.due(now) {
-            let ok = match self.engine.send_round(&t) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(vip = %t.ip, error = %one_line(&e), "announce failed");
-                    false
-                }
-            };
-            self.state.sent(now, t.ip, ok);
+            let why = why.unwrap_or(Why::Event);
+            self.pass(why, Some(at), announce_held).await;
         }
     }
 
@@ -611,8 +391,11 @@ impl Watcher {
                 // Sentinels, and the next hint starts afresh.
                 self.promotions = Promotions::new(engine.cfg.follow_promotion_deadline);
                 self.engine = engine;
+                if let Err(e) = self.configure_reporting().await {
+                    error!(error = %one_line(&e), "SIGHUP: metrics endpoint");
+                }
                 self.spawn_subscribers();
-                self.pass("reload", None, true).await;
+                self.pass(Why::Reload, None, true).await;
             }
             Err(e) => {
                 error!(error = %one_line(&e), "SIGHUP: config not reloaded; keeping the old one")
@@ -620,24 +403,64 @@ impl Watcher {
         }
     }
 
+    /// The metrics' series and the notify commands for the current
+    /// config; the `/metrics` server bound (again, if its address changed).
+    async fn configure_reporting(&mut self) -> Result<()> {
+        let cfg = &self.engine.cfg;
+        let ids: Vec<VipId> = cfg.vip.iter().map(VipId::from).collect();
+        let sentinels: Vec<String> = cfg.sentinels.iter().map(|e| e.to_string()).collect();
+        self.metrics.configure(&ids, &sentinels);
+        let commands = cfg
+            .vip
+            .iter()
+            .map(|v| (VipId::from(v), cfg.commands(v)))
+            .collect();
+        self.notifier.configure(commands, cfg.notify_timeout);
+        let want = cfg.metrics_listen;
+        if self.metrics_server.as_ref().map(|(a, _)| *a) != want {
+            if let Some((_, h)) = self.metrics_server.take() {
+                h.abort();
+            }
+            if let Some(addr) = want {
+                let l = crate::metrics::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?;
+                info!(listen = %addr, "metrics endpoint ready");
+                let h = tokio::spawn(crate::metrics::serve(l, self.metrics.clone()));
+                self.metrics_server = Some((addr, h));
+            }
+        }
+        Ok(())
+    }
+
     /// SIGTERM/SIGINT: keep the VIPs (default: a restart must not drop
-    /// clients) or release the ones held.
-    async fn exit(self) -> Result<()> {
+    /// clients) or release the ones held; then give queued notify commands
+    /// a moment to finish.
+    async fn exit(mut self) -> Result<()> {
+        if let Some((_, h)) = self.metrics_server.take() {
+            h.abort();
+        }
         let cfg = &self.engine.cfg;
         if cfg.on_exit == Policy::Keep {
             info!("watch: exiting; VIPs kept (on_exit = keep)");
-            return Ok(());
-        }
-        let _lock = lock::acquire(&cfg.lock_file).await?;
-        let snap = self.engine.nl.snapshot().await?;
-        for v in &cfg.vip {
-            if crate::engine::presence(&snap, v) == Presence::Held {
-                if let Some(l) = snap.link(&v.interface) {
-                    let r = self.engine.nl.del(v.address, l.index).await;
-                    info!(vip = %v.address, result = ?r.map_err(|e| one_line(&e)), "watch: released on exit");
+        } else {
+            let _lock = lock::acquire(&cfg.lock_file).await?;
+            let snap = self.engine.nl.snapshot().await?;
+            for v in &cfg.vip {
+                if crate::engine::presence(&snap, v) == Presence::Held {
+                    if let Some(l) = snap.link(&v.interface) {
+                        let r = self.engine.nl.del(v.address, l.index).await;
+                        info!(vip = %v.address, result = ?r.as_ref().map_err(one_line), "watch: released on exit");
+                        if r.is_ok() {
+                            let did = Some((ActionKind::Release, "on_exit".to_string()));
+                            self.notifier
+                                .outcome(&VipId::from(v), did, &Said::default());
+                        }
+                    }
                 }
             }
         }
+        self.notifier.drain(EXIT_NOTIFY_GRACE).await;
         Ok(())
     }
 }

@@ -1,0 +1,289 @@
+//! The watcher's pass: gather the view, decide and apply for every VIP,
+//! send the first announcement rounds, then tell everyone who asked or
+//! watches: the hooks waiting on the control socket, the metrics, the
+//! notify commands. The rules it follows are `State`'s and `Promotions'`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tracing::{debug, error, info, warn};
+
+use super::follow::{still_master, RECHECK_AFTER};
+use super::state::Trust;
+use super::Watcher;
+use crate::control::server::HookRequest;
+use crate::control::Reply;
+use crate::decide::{Action, Master, Presence};
+use crate::engine::{ms, resolve, FirstRound};
+use crate::error::{exit_code, one_line};
+use crate::lock;
+use crate::metrics::{ActionKind, ErrorKind, Said, Trigger as Why, VipId};
+use crate::sentinel::failover::is_promoting;
+
+/// What one VIP came to in a pass, reported once the rounds are out.
+struct Done {
+    id: VipId,
+    did: Option<(ActionKind, String)>,
+    said: Said,
+}
+
+/// Per master, the reply a waiting hook gets: with several VIPs, the worst
+/// code and every VIP's line.
+fn merge(replies: &mut HashMap<String, Reply>, master: &str, r: Reply) {
+    match replies.get_mut(master) {
+        Some(old) => {
+            *old = Reply::new(
+                old.code.max(r.code),
+                format!("{}; {}", old.message, r.message),
+            )
+        }
+        None => {
+            replies.insert(master.to_string(), r);
+        }
+    }
+}
+
+impl Watcher {
+    /// One pass over every VIP, then the answers to the hook requests that
+    /// were waiting for it, the metrics and the status line.
+    pub(super) async fn pass(&mut self, why: Why, since: Option<Instant>, announce_held: bool) {
+        let t0 = Instant::now();
+        let requests = std::mem::take(&mut self.pending);
+        self.passes += 1;
+        let outcome = self.pass_once(why, since, announce_held, &requests).await;
+        self.metrics.pass_done(why, t0.elapsed(), outcome.is_ok());
+        if let Err((kind, e)) = &outcome {
+            self.metrics.error(*kind);
+            error!(error = %e, "pass failed");
+        }
+        for r in requests {
+            let reply = match &outcome {
+                Ok(per_master) => per_master
+                    .get(&r.call.master)
+                    .cloned()
+                    .unwrap_or_else(|| Reply::new(0, "nothing to do")),
+                Err((_, e)) => Reply::new(1, format!("pass failed: {e}")),
+            };
+            info!(
+                peer = %r.peer, master = %r.call.master, code = reply.code, message = %reply.message,
+                wait_ms = ms(r.at), pass = self.passes, "hook request answered"
+            );
+            let _ = r.reply.send(reply);
+        }
+        self.set_status();
+    }
+
+    /// Gather, decide and apply for every VIP; the first announcement
+    /// rounds go out before the lock is released (announcing is the point
+    /// of taking the VIP, and it takes microseconds), and the notify
+    /// commands are queued after them. Returns, per master, the reply a
+    /// hook asking about it gets.
+    async fn pass_once(
+        &mut self,
+        why: Why,
+        since: Option<Instant>,
+        announce_held: bool,
+        requests: &[HookRequest],
+    ) -> Result<HashMap<String, Reply>, (ErrorKind, String)> {
+        let t0 = Instant::now();
+        let cfg = &self.engine.cfg;
+        let _lock = lock::acquire(&cfg.lock_file).await.map_err(|e| {
+            (
+                ErrorKind::Lock,
+                format!("cannot take the lock: {}", one_line(&e)),
+            )
+        })?;
+        let names = cfg.masters();
+        self.state.asking(Instant::now());
+        // A followed promotion stands only while its replica is master:
+        // ask again, beside the Sentinels.
+        let recheck = self.promotions.to_recheck(Instant::now(), RECHECK_AFTER);
+        let (view, demoted) = tokio::join!(
+            self.engine.gather_knowing(&names, self.state.known_down()),
+            still_master(&self.engine.cfg, &recheck)
+        );
+        let view = view.map_err(|e| {
+            (
+                ErrorKind::Netlink,
+                format!("netlink dump failed: {}", one_line(&e)),
+            )
+        })?;
+        for (master, replica) in demoted {
+            info!(master = %master, replica = %replica.0, "promotion over: the replica is no longer master");
+            self.promotions.demoted(&master, &replica);
+        }
+        self.state.answered(&view.answers);
+        for (a, (_, reset)) in view.answers.iter().zip(&self.subscribers) {
+            self.metrics.sentinel_answer(&a.sentinel, a.reply.is_ok());
+            if a.unreachable() {
+                // The connection failed, so the subscription is suspect
+                // too. (A wrong answer over a working connection, as from
+                // a data Redis listed by mistake, says nothing about it.)
+                reset.notify_one();
+            }
+        }
+        let now = Instant::now();
+        let mut changed = 0;
+        let mut replies = HashMap::new();
+        let mut hints = Vec::new();
+        let mut done = Vec::new();
+        for vip in &cfg.vip {
+            let (v, answer) = view.master(&vip.master);
+            let id = VipId::from(vip);
+            let said = Said::from(&v);
+            // The newest request for this master, if a hook is waiting.
+            let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
+            let epoch = v.master.as_ref().map(|r| r.epoch);
+            if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
+                self.promotions.saw(&vip.master, e);
+            }
+            // A Sentinel leading a failover of this master: followed like
+            // its events (level-triggered, so a watcher that missed them,
+            // restarted or reconnected, still follows).
+            if let Some((sentinel, state)) = &v.failover {
+                if cfg.follow_promotion && is_promoting(state) {
+                    hints.push((vip.master.clone(), sentinel.clone()));
+                }
+            }
+            let trusted = self
+                .state
+                .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
+            // A followed promotion goes before the Sentinels' answer until
+            // they reach a newer configuration.
+            let master = match (self.promotions.master_for(&vip.master, epoch), trusted) {
+                (Some(promoted), _) => promoted,
+                (None, Trust::Master(m)) => m,
+                (None, Trust::HookArgs) => {
+                    let to = &hook.expect("only with a hook waiting").call.to.0;
+                    match resolve(to).await {
+                        Ok(ips) => {
+                            warn!(master = %vip.master, to = %to, "no Sentinel answered; acting on the hook's arguments");
+                            Master::Known(ips)
+                        }
+                        Err(e) => {
+                            self.metrics.error(ErrorKind::Resolve);
+                            let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
+                            merge(&mut replies, &vip.master, Reply::new(2, e));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Master::Unknown { lost_for: Some(d) } = &master {
+                warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = d.as_millis() as u64, "no Sentinel majority");
+            }
+            let action = view.decide(cfg, vip, &master);
+            let result = self
+                .engine
+                .apply(&view, vip, action.clone(), FirstRound::Scheduled)
+                .await;
+            let reply = match &result {
+                Ok(o) => Reply::new(
+                    0,
+                    format!(
+                        "{}: {:?} {} (Sentinels: {v})",
+                        vip.master, o.action, vip.address
+                    ),
+                ),
+                Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
+            };
+            merge(&mut replies, &vip.master, reply);
+            // Held after the pass: what it did, or what it found.
+            let held = match (&result, &action) {
+                (Ok(_), Action::Acquire | Action::Keep) => true,
+                (Ok(_), Action::Release) => false,
+                _ => view.presence(vip) == Presence::Held,
+            };
+            self.metrics.vip_state(&id, held, &said);
+            // A refusal is news whether or not applying it "failed"; other
+            // changes count once made.
+            let did = match (&result, ActionKind::of(&action)) {
+                (_, Some((ActionKind::Refuse, why))) => Some((ActionKind::Refuse, why)),
+                (Ok(_), d) => d,
+                (Err(_), _) => None,
+            };
+            if let Some((kind, _)) = &did {
+                self.metrics.action(&id, *kind);
+            }
+            done.push(Done { id, did, said });
+            match result {
+                Ok(o) => {
+                    if !matches!(o.action, Action::Nothing | Action::Keep) {
+                        changed += 1;
+                        info!(
+                            master = %vip.master, vip = %vip.address, why = why.as_str(), action = ?o.action,
+                            change = ?o.change, sentinel = ?v.master, latency_ms = since.map(ms),
+                            "changed"
+                        );
+                    }
+                    let fresh = o.action == Action::Acquire || announce_held;
+                    // While a failover of its master runs, a VIP kept on the
+                    // old configuration is held but not announced: clients
+                    // must not be pulled back from the promoted replica.
+                    let unsettled = v.failover.is_some()
+                        && o.action == Action::Keep
+                        && !matches!(master, Master::Promoted { .. });
+                    let target = if unsettled { None } else { o.target };
+                    self.state.converged(now, vip.address.ip, target, fresh);
+                }
+                Err(e) => {
+                    if !matches!(action, Action::Refuse(_)) {
+                        self.metrics.error(ErrorKind::Netlink);
+                    }
+                    error!(master = %vip.master, error = %one_line(&e), "pass")
+                }
+            }
+        }
+        let vips = cfg.vip.len();
+        self.announce_due();
+        // After the address changes and the first rounds, never before:
+        // a notify command must not delay what clients need.
+        for d in done {
+            self.notifier.outcome(&d.id, d.did, &d.said);
+        }
+        for (master, sentinel) in hints {
+            let next = self.promotions.hint(now, &master, &sentinel, None);
+            self.follow(&master, None, next);
+        }
+        debug!(
+            why = why.as_str(),
+            vips,
+            changed,
+            elapsed_ms = ms(t0),
+            "pass done"
+        );
+        Ok(replies)
+    }
+
+    /// Sends every round that is due.
+    pub(super) fn announce_due(&mut self) {
+        let now = Instant::now();
+        for t in self.state.due(now) {
+            let ok = match self.engine.send_round(&t) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(vip = %t.ip, error = %one_line(&e), "announce failed");
+                    false
+                }
+            };
+            self.metrics.announced(t.ip, ok);
+            self.state.sent(now, t.ip, ok);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_for_several_vips_of_a_master_merge() {
+        let mut r = HashMap::new();
+        merge(&mut r, "m", Reply::new(0, "m: Acquire 192.0.2.100/24"));
+        merge(&mut r, "m", Reply::new(2, "m: refused"));
+        merge(&mut r, "n", Reply::new(1, "n: netlink"));
+        assert_eq!(r["m"].code, 2, "the worst code");
+        assert_eq!(r["m"].message, "m: Acquire 192.0.2.100/24; m: refused");
+        assert_eq!(r["n"].code, 1);
+    }
+}
