@@ -35,6 +35,8 @@ deb:
 # One debug build of the binary serves every test target. Plain `cargo
 # test --workspace`: the demo and the benchmark are not tests and do not run here.
 # The .deb comes first: tests/e2e_package.rs installs it in a container.
+# The end-to-end tests and chaos run on Redis and on the pinned Valkey
+# (deps installs it; the lab asks scripts/valkey.sh where it is).
 test: deps lint deb
 	$(CARGO) test --workspace -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh

@@ -2,7 +2,8 @@
 //! control socket, as it must under a hardened Sentinel: the hook runs as
 //! `nobody` with no capability (as Debian's redis-sentinel.service runs it)
 //! and the watchers as `nobody` with only CAP_NET_ADMIN and CAP_NET_RAW.
-//! Judged by the kernel's addresses, exit codes and both sides' logs.
+//! Judged by the kernel's addresses, exit codes and both sides' logs; once
+//! with Redis' servers and once with Valkey's.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -11,8 +12,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sentinel_vip_lab::suite::{expect_exit, run_scenarios, show, Step};
-use sentinel_vip_lab::{e2e_enabled, hook_cmd, wait_until, Lab, LabOptions, Privilege};
+use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, show, Step};
+use sentinel_vip_lab::{e2e_enabled, hook_cmd, wait_until, Family, Lab, LabOptions, Privilege};
 use sentinel_vip_lab::{MASTER_NAME, NODES, POLL};
 
 /// As the systemd unit runs it.
@@ -29,16 +30,38 @@ fn start_watcher(lab: &mut Lab, n: usize) {
 }
 
 #[test]
-fn hook_hands_off_to_watcher() {
+fn hook_hands_off_to_watcher_redis() {
+    hook_hands_off_to_watcher(Family::Redis);
+}
+
+#[test]
+fn hook_hands_off_to_watcher_valkey() {
+    hook_hands_off_to_watcher(Family::Valkey);
+}
+
+/// Every scenario, in order, on one lab running `family`'s servers.
+fn hook_hands_off_to_watcher(family: Family) {
     if !e2e_enabled() {
         return;
     }
+    let _one = one_lab_at_a_time();
     let started = Instant::now();
+    let programs = family.programs();
     let lab = Lab::new(
         Path::new(env!("CARGO_BIN_EXE_sentinel-vip")),
-        LabOptions::default(),
+        LabOptions {
+            programs,
+            ..LabOptions::default()
+        },
     );
     lab.wait_ready();
+    eprintln!(
+        "lab {} ({} {}) up in {:.1} s",
+        lab.prefix,
+        family.name(),
+        programs.version(),
+        started.elapsed().as_secs_f64()
+    );
     let scenarios: [(&str, Step<()>); 6] = [
         (
             "a-unprivileged-hook-answered",

@@ -1,6 +1,7 @@
 //! End-to-end tests of hook mode: sentinel-vip as Sentinel's
 //! `client-reconfig-script`, in a lab of network namespaces with real Redis
-//! and Sentinel processes (the `sentinel-vip-lab` crate, lab/).
+//! and Sentinel processes (the `sentinel-vip-lab` crate, lab/), once with
+//! Redis' and once with Valkey's.
 //!
 //! Building the lab is the slow part, so one test builds it once and runs
 //! every scenario against it in order; each scenario is isolated with
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use sentinel_vip_lab::capture::{arp_lines, frame_lines, has_garp_forms};
 use sentinel_vip_lab::hook_calls::bad_hook_calls;
-use sentinel_vip_lab::suite::{catch, expect_exit, run_scenarios, show, Step};
-use sentinel_vip_lab::{e2e_enabled, node_ip, Capture, FrameKind, Lab, LabOptions};
+use sentinel_vip_lab::suite::{catch, expect_exit, one_lab_at_a_time, run_scenarios, show, Step};
+use sentinel_vip_lab::{e2e_enabled, node_ip, Capture, Family, FrameKind, Lab, LabOptions};
 use sentinel_vip_lab::{NODES, VIP4, VIP6, VIP6_CIDR};
 
 /// What earlier scenarios leave for later ones.
@@ -25,19 +26,36 @@ struct Shared {
 }
 
 #[test]
-fn hook_mode_end_to_end() {
+fn hook_mode_end_to_end_redis() {
+    hook_mode_end_to_end(Family::Redis);
+}
+
+#[test]
+fn hook_mode_end_to_end_valkey() {
+    hook_mode_end_to_end(Family::Valkey);
+}
+
+/// Every scenario, in order, on one lab running `family`'s servers.
+fn hook_mode_end_to_end(family: Family) {
     if !e2e_enabled() {
         return;
     }
+    let _one = one_lab_at_a_time();
     let started = Instant::now();
+    let programs = family.programs();
     let lab = Lab::new(
         Path::new(env!("CARGO_BIN_EXE_sentinel-vip")),
-        LabOptions::default(),
+        LabOptions {
+            programs,
+            ..LabOptions::default()
+        },
     );
     lab.wait_ready();
     eprintln!(
-        "lab {} up in {:.1} s",
+        "lab {} ({} {}) up in {:.1} s",
         lab.prefix,
+        family.name(),
+        programs.version(),
         started.elapsed().as_secs_f64()
     );
 

@@ -1,32 +1,49 @@
 //! End-to-end tests of watch mode: one `sentinel-vip watch` per node, run
 //! as `nobody` with only CAP_NET_ADMIN and CAP_NET_RAW, in the namespace lab
-//! with real Redis and Sentinel. Sentinel's reconfig script is off, so
-//! every move seen here is the watchers' doing.
+//! with real Redis and Sentinel, once with Redis' and once with Valkey's.
+//! Sentinel's reconfig script is off, so every move seen here is the
+//! watchers' doing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sentinel_vip_lab::suite::{expect_exit, run_scenarios, Step};
-use sentinel_vip_lab::{e2e_enabled, wait_until, Lab, LabOptions, Privilege, NODES, POLL, VIP4};
+use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, Step};
+use sentinel_vip_lab::{e2e_enabled, wait_until, Family, Lab, LabOptions, Privilege};
+use sentinel_vip_lab::{NODES, POLL, VIP4};
 
 /// As the systemd unit runs it.
 const WATCHER: Privilege = Privilege::TwoCaps;
 
 #[test]
-fn watch_mode_end_to_end() {
+fn watch_mode_end_to_end_redis() {
+    watch_mode_end_to_end(Family::Redis);
+}
+
+#[test]
+fn watch_mode_end_to_end_valkey() {
+    watch_mode_end_to_end(Family::Valkey);
+}
+
+/// Every scenario, in order, on one lab running `family`'s servers.
+fn watch_mode_end_to_end(family: Family) {
     if !e2e_enabled() {
         return;
     }
+    let _one = one_lab_at_a_time();
     let started = Instant::now();
+    let programs = family.programs();
     let opts = LabOptions {
         reconfig_script: false,
+        programs,
         ..LabOptions::default()
     };
     let lab = Lab::new(Path::new(env!("CARGO_BIN_EXE_sentinel-vip")), opts);
     lab.wait_ready();
     eprintln!(
-        "lab {} up in {:.1} s",
+        "lab {} ({} {}) up in {:.1} s",
         lab.prefix,
+        family.name(),
+        programs.version(),
         started.elapsed().as_secs_f64()
     );
     let scenarios: [(&str, Step<()>); 7] = [

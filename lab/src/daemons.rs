@@ -1,5 +1,5 @@
-//! Each node's redis-server and Sentinel as processes: started, killed,
-//! restarted, paused. Only `start_redis` and `start_sentinel` start them,
+//! Each node's data server and Sentinel as processes (Redis' or Valkey's,
+//! as `Programs` names them): started, killed, restarted, paused. Only `start_redis` and `start_sentinel` start them,
 //! so a node whose Redis runs elsewhere changes these two places only.
 
 use std::time::Duration;
@@ -64,10 +64,7 @@ impl Lab {
     pub(crate) fn start_sentinel(&mut self, n: usize) {
         self.check_own(n);
         let d = self.node_dir(n);
-        let args = vec![
-            self.programs().sentinel.to_string(),
-            d.join("sentinel.conf").display().to_string(),
-        ];
+        let args = self.programs().sentinel_command(&d.join("sentinel.conf"));
         let slot = self.spawn_with_config(n, &args, &d.join("sentinel.out"));
         self.nodes[n - 1].sentinel = slot;
     }

@@ -1,8 +1,8 @@
 //! The throwaway network lab of sentinel-vip's end-to-end tests, chaos
-//! suite, demo and benchmark: real `redis-server`, `redis-sentinel` and
-//! sentinel-vip in network namespaces, judged from outside by kernel
-//! addresses, captured frames, the client's neighbour table and client
-//! writes. It must not depend on the product crate: it drives the binary.
+//! suite, demo and benchmark: real `redis-server` and `redis-sentinel` (or
+//! Valkey's, see [`Family`]) and sentinel-vip in network namespaces,
+//! judged from outside by kernel addresses, captured frames, the client's
+//! neighbour table and client writes. It must not depend on the product crate: it drives the binary.
 //!
 //! Five namespaces joined by a bridge: three Redis hosts (`n1`..`n3`), a
 //! client (`cl`) and the namespace holding the bridge (`br`). The bridge
@@ -20,6 +20,7 @@ mod options;
 mod process;
 mod sentinel;
 mod topology;
+mod valkey;
 
 mod converge;
 mod fault;
@@ -41,7 +42,7 @@ pub mod trace;
 pub use capture::{Capture, Frame, FrameKind};
 pub use daemons::Paused;
 pub use lab::Lab;
-pub use options::{LabOptions, Programs};
+pub use options::{Family, LabOptions, Programs};
 pub use process::{Privilege, Slot};
 pub use topology::Namespace;
 

@@ -1,9 +1,11 @@
 //! Running named steps on one lab, each isolated with `catch_unwind` so
-//! that every step reports (building a lab is the slow part), and how
-//! results are shown: one line per step and per command outcome.
+//! that every step reports (building a lab is the slow part), one lab at a
+//! time per test target, and how results are shown: one line per step and
+//! per command outcome.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Output;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::Lab;
@@ -85,6 +87,16 @@ pub fn run_scenarios<S>(
         .map(|o| o.name)
         .collect();
     assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+}
+
+/// Held by each test of a target while its lab runs: libtest runs a
+/// target's tests on parallel threads, and two labs at once would skew
+/// each other's timing (one per server family in a target, for example).
+pub fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
+    static LAB: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves it poisoned; the next
+    // test's lab is a new one, so the lock still means what it meant.
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `f`, turning a panic into its message on one line.

@@ -1,5 +1,7 @@
 //! Fault injection ("chaos") for sentinel-vip, on real redis-server,
-//! redis-sentinel and sentinel-vip in the namespace lab (lab/): the
+//! redis-sentinel and sentinel-vip in the namespace lab (lab/), and the
+//! process-failure, partition and bad-input families again on Valkey's
+//! (`VALKEY_CASES`, the same cases on the same kind of lab): the
 //! master killed, paused or cut off; Sentinels restarted; watchers blinded
 //! during a failover or killed at random; twenty failovers in a row (hook
 //! mode, and watch mode driven by events alone); hook storms; interface
@@ -10,14 +12,15 @@
 //! out, a `Monitor` samples the holders and the client's neighbour entry
 //! every 20 ms; the table at the end prints the windows it measured.
 //! Speed is reported, not asserted (beyond bounds the product documents).
-//! This file holds the plan (which lab runs which cases) and the table;
-//! each family of faults has its own module.
+//! This file holds the plan (which lab runs which cases), table.rs the
+//! table; each family of faults has its own module.
 //!
 //! `cargo test --test chaos` runs everything (harness = false: this
 //! target has its own `main`); `cargo test --test chaos -- 4a 9` runs only
-//! the cases whose name contains "4a" or "9". Needs root, and `nft`
-//! (nftables) for case 6. `CHAOS_SEED=N` repeats the random choices of an
-//! earlier run.
+//! the cases whose name contains "4a" or "9", on both servers; the words
+//! `redis` and `valkey` pick a server (`-- valkey`, `-- redis 4a`). Needs
+//! root, and `nft` (nftables) for case 6. `CHAOS_SEED=N` repeats the
+//! random choices of an earlier run.
 
 mod bad_input;
 mod churn;
@@ -27,14 +30,14 @@ mod partitions;
 mod privileges;
 mod promotion;
 mod series;
+mod table;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sentinel_vip_lab::monitor::PERIOD;
 use sentinel_vip_lab::suite::{catch, expect_exit, run_steps, Outcome};
 use sentinel_vip_lab::trace::{Trace, Windows};
-use sentinel_vip_lab::{e2e_enabled, now_epoch, Lab, LabOptions, Privilege, NODES};
+use sentinel_vip_lab::{e2e_enabled, now_epoch, Family, Lab, LabOptions, Privilege, NODES};
 
 /// Sentinel's down-after-milliseconds in every lab: short, so failovers
 /// start quickly.
@@ -43,6 +46,14 @@ const DOWN_AFTER: Duration = Duration::from_secs(1);
 const DATA_PASSWORD: &str = "chaos-data-pw";
 /// The watchers run as the systemd unit runs them.
 const WATCHER: Privilege = Privilege::TwoCaps;
+/// The cases run on Valkey as well, by id: the process failures
+/// (failures.rs), the partitions (partitions.rs) and bad input
+/// (bad_input.rs, junk.rs), each in the mode its Redis row runs in. The
+/// other families exercise sentinel-vip itself more than the server, and
+/// would add minutes to every `make test`.
+const VALKEY_CASES: [&str; 14] = [
+    "1a", "1b", "1c", "1d", "2", "2h", "3", "4a", "4b", "4h", "5", "6", "10", "11",
+];
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sentinel-vip"))
@@ -54,6 +65,10 @@ fn bin() -> &'static Path {
 /// case still shows what it measured.
 type Case = fn(&mut Lab, &mut World);
 
+/// One line of the table: whose servers ran the case, how it ended, and
+/// what it measured.
+type Ran = (Family, Outcome, Row);
+
 #[derive(Default)]
 struct Row {
     windows: Option<Windows>,
@@ -62,8 +77,12 @@ struct Row {
 
 /// One lab and the cases run on it, in order (a lab takes seconds to build,
 /// and a failover costs a Sentinel refresh cycle to recover from).
+#[derive(Clone)]
 struct Plan {
     name: &'static str,
+    /// Whose servers it runs (`opts.programs` is set from it when the lab
+    /// is built, so that a Valkey that cannot be had fails that lab only).
+    family: Family,
     opts: LabOptions,
     /// Watchers on every node (else the hook, as Sentinel's script).
     watch: bool,
@@ -125,7 +144,26 @@ fn restart_watchers(lab: &mut Lab) {
     lab.wait_one_holder(Duration::from_secs(10));
 }
 
+/// The Redis labs, then the same labs on Valkey with [`VALKEY_CASES`]
+/// only (a lab left with none is not built).
 fn plans() -> Vec<Plan> {
+    let redis = redis_plans();
+    let valkey = redis.iter().cloned().map(|mut p| {
+        p.family = Family::Valkey;
+        p.cases
+            .retain(|(name, _)| VALKEY_CASES.contains(&case_id(name)));
+        p
+    });
+    let valkey: Vec<Plan> = valkey.filter(|p| !p.cases.is_empty()).collect();
+    redis.into_iter().chain(valkey).collect()
+}
+
+/// A case's number and letter, the first word of its name ("4a").
+fn case_id(name: &str) -> &str {
+    name.split_whitespace().next().unwrap_or("")
+}
+
+fn redis_plans() -> Vec<Plan> {
     let watch = LabOptions {
         reconfig_script: false,
         down_after: DOWN_AFTER,
@@ -134,6 +172,7 @@ fn plans() -> Vec<Plan> {
     vec![
         Plan {
             name: "watch",
+            family: Family::Redis,
             opts: watch.clone(),
             watch: true,
             // Cases that keep the master first: a failover costs a Sentinel
@@ -196,6 +235,7 @@ fn plans() -> Vec<Plan> {
         },
         Plan {
             name: "hook",
+            family: Family::Redis,
             opts: LabOptions {
                 reconfig_script: true,
                 down_after: DOWN_AFTER,
@@ -227,6 +267,7 @@ fn plans() -> Vec<Plan> {
         },
         Plan {
             name: "partition",
+            family: Family::Redis,
             opts: LabOptions {
                 // The true holder re-announces every second, so that a
                 // healed partition is settled quickly.
@@ -244,6 +285,7 @@ fn plans() -> Vec<Plan> {
         },
         Plan {
             name: "auth",
+            family: Family::Redis,
             opts: LabOptions {
                 data_password: Some(DATA_PASSWORD.into()),
                 toml_top: format!("redis_password = \"{DATA_PASSWORD}\"\n"),
@@ -280,12 +322,16 @@ fn main() {
         return;
     }
     // Options meant for libtest (`make test` passes --nocapture) are ignored;
-    // bare words select the cases whose name contains any of them.
-    let filters: Vec<&str> = args
+    // bare words select the cases whose name contains any of them, and
+    // `redis` / `valkey` the servers.
+    let words: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    let (servers, filters): (Vec<&str>, Vec<&str>) = words
+        .into_iter()
+        .partition(|w| Family::ALL.iter().any(|f| f.name() == *w));
     let seed = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -294,17 +340,19 @@ fn main() {
     let started = Instant::now();
     let mut results = Vec::new();
     for plan in plans() {
-        results.extend(run_lab(plan, &filters, seed));
+        if servers.is_empty() || servers.contains(&plan.family.name()) {
+            results.extend(run_lab(plan, &filters, seed));
+        }
     }
-    print_table(&mut results, started.elapsed());
-    let failed = results.iter().filter(|(o, _)| o.error.is_some()).count();
+    table::print_table(&mut results, started.elapsed());
+    let failed = results.iter().filter(|(_, o, _)| o.error.is_some()).count();
     println!("chaos: {} passed, {failed} failed", results.len() - failed);
     if failed > 0 {
         std::process::exit(1);
     }
 }
 
-fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<(Outcome, Row)> {
+fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<Ran> {
     let cases: Vec<(&'static str, Case)> = plan
         .cases
         .into_iter()
@@ -313,17 +361,31 @@ fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<(Outcome, Row)> {
     if cases.is_empty() {
         return Vec::new();
     }
-    eprintln!("\n===== lab '{}': {} case(s)", plan.name, cases.len());
+    let family = plan.family;
+    eprintln!(
+        "\n===== lab '{}' ({}): {} case(s)",
+        plan.name,
+        family.name(),
+        cases.len()
+    );
+    // Redis labs keep the random choices of seeds printed before Valkey ran.
+    let salt = Family::ALL.iter().position(|&f| f == family).unwrap_or(0) as u64;
     let mut world = World {
         watch: plan.watch,
-        rng: Rng::new(seed ^ plan.name.len() as u64),
+        rng: Rng::new(seed ^ plan.name.len() as u64 ^ (salt << 32)),
         toml_top: plan.opts.toml_top.clone(),
         default_top: plan.opts.toml_top.clone(),
         row: Row::default(),
     };
     let t = Instant::now();
     let built = catch(|| {
-        let mut lab = Lab::new(bin(), plan.opts.clone());
+        let programs = family.programs();
+        eprintln!("{} {}", family.name(), programs.version());
+        let opts = LabOptions {
+            programs,
+            ..plan.opts.clone()
+        };
+        let mut lab = Lab::new(bin(), opts);
         lab.wait_ready();
         place_vip(&mut lab, &world);
         lab
@@ -340,7 +402,7 @@ fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<(Outcome, Row)> {
             };
             return cases
                 .into_iter()
-                .map(|(name, _)| (failed(name), Row::default()))
+                .map(|(name, _)| (family, failed(name), Row::default()))
                 .collect();
         }
     };
@@ -364,7 +426,11 @@ fn run_lab(plan: Plan, filters: &[&str], seed: u64) -> Vec<(Outcome, Row)> {
         }
         rows.push(row);
     });
-    outcomes.into_iter().zip(rows).collect()
+    outcomes
+        .into_iter()
+        .zip(rows)
+        .map(|(o, r)| (family, o, r))
+        .collect()
 }
 
 /// Puts the VIP on the master the way each mode does at boot: the watchers
@@ -399,56 +465,6 @@ fn recover(lab: &mut Lab, w: &mut World) {
         }
     }
     lab.rejoin_all();
-}
-
-fn print_table(results: &mut [(Outcome, Row)], took: Duration) {
-    // By scenario number, whichever lab ran it.
-    let key = |name: &str| {
-        let id = name.split_whitespace().next().unwrap_or("");
-        let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
-        (digits.parse::<u32>().unwrap_or(99), id.to_string())
-    };
-    results.sort_by_key(|(o, _)| key(o.name));
-    let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
-    let until = |v: Option<Duration>| v.map_or("never".to_string(), secs);
-    println!();
-    println!(
-        "{:<46} {:<6} {:>9} {:>9} {:>9} {:>9} {:>7}  notes",
-        "scenario", "result", "2 holders", "no holder", "converge", "client", "case"
-    );
-    println!("{}", "-".repeat(118));
-    for (o, row) in results.iter() {
-        let (two, none, conv, client) = match &row.windows {
-            Some(w) => (
-                secs(w.two_holders),
-                secs(w.no_holder),
-                until(w.converge),
-                until(w.client),
-            ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
-        };
-        println!(
-            "{:<46} {:<6} {two:>9} {none:>9} {conv:>9} {client:>9} {:>6.0}s  {}",
-            o.name,
-            if o.error.is_none() { "pass" } else { "FAIL" },
-            o.took.as_secs_f64(),
-            row.note
-        );
-    }
-    println!("{}", "-".repeat(118));
-    println!(
-        "Seconds. 2 holders / no holder: total time two or more / no node held the VIP;\n\
-         converge: fault injected -> exactly one holder, Sentinel's master, for good;\n\
-         client: fault injected -> the client's neighbour entry on that holder, for good.\n\
-         Sampled every {} ms from fault injection to the end of the case.",
-        PERIOD.as_millis()
-    );
-    for (o, _) in results.iter() {
-        if let Some(e) = &o.error {
-            println!("FAIL {}: {e}", o.name);
-        }
-    }
-    println!("total run time {:.0} s", took.as_secs_f64());
 }
 
 /// Note for a row when Sentinel moved the master again on its own.
