@@ -31,6 +31,7 @@ pub mod container;
 pub mod client;
 pub mod failovers;
 pub mod hook_calls;
+pub mod hook_timing;
 pub mod monitor;
 pub mod netns;
 pub mod outage;
