@@ -35,6 +35,7 @@ pub mod hook_timing;
 pub mod monitor;
 pub mod netns;
 pub mod outage;
+pub mod servers;
 pub mod stats;
 pub mod suite;
 pub mod timeline;
