@@ -205,6 +205,13 @@ pub fn report(modes: &[Mode], rounds: &[Round]) {
             &mut v,
         );
     }
+    println!("  promotion (ROLE master) -> first acknowledged write through the VIP:");
+    for &m in modes {
+        let mut v: Vec<f64> = of(m)
+            .filter_map(|k| Some((k.writes[VIP].first_kept? - k.role_master?.1) * 1e3))
+            .collect();
+        summary(m.label(), &mut v);
+    }
     let all = || rounds.iter().map(|r| &r.kill);
     let mut role: Vec<f64> = all().filter_map(|k| Some(k.ms(k.role_master?.1))).collect();
     let mut event: Vec<f64> = all()
