@@ -26,9 +26,9 @@ mod fault;
 mod observe;
 
 pub mod capture;
-pub mod events;
-pub mod container;
 pub mod client;
+pub mod container;
+pub mod events;
 pub mod failovers;
 pub mod hook_calls;
 pub mod hook_timing;
