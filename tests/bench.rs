@@ -1,90 +1,53 @@
 //! `make bench`: speed measured in the namespace lab, against baselines
 //! measured in the same run. Prints medians and ratios; asserts nothing
-//! about time (a slow machine must not fail anything).
+//! about time (a slow machine must not fail anything). A part that cannot
+//! run (its lab cannot be built, a wait times out) says why and the run
+//! goes on to the next part; the exit code is then 1.
 //!
 //! 1. Hook: exec -> first gratuitous ARP captured by the client, for the
 //!    hook (with its Sentinel check, and trusting its arguments) and for the
 //!    common shell recipe (`ip addr add` + `arping -c 3 -A`).
-//! 2. Failover: Sentinel's promotion -> first gratuitous ARP, and -> first
-//!    client write through the VIP on the new master, for watch and hook mode.
-//! 3. `reconcile` wall time for 1, 100 and 1000 VIPs, cold and warm.
-//! 4. The watcher's resident memory and idle CPU (1 and 1000 VIPs).
+//! 2. Failover (`SENTINEL FAILOVER`): promotion (the replica first
+//!    answering `ROLE` master) -> first gratuitous ARP, and -> first client
+//!    write through the VIP on the new master, for watch and hook mode.
+//! 3. `reconcile` wall time for 1, 100 and 1000 VIPs, cold and warm; the
+//!    watcher's resident memory and idle CPU (1 and 1000 VIPs).
+//! 4. Outage (issue 11): `kill -9` of the master's redis-server -> first
+//!    acknowledged write on the new master, for clients through the VIP
+//!    (watch mode with and without `follow_promotion`, hook mode) and a
+//!    Sentinel-aware client (redis-rs), all in the same failovers; and the
+//!    promoted replica first answering `ROLE` master -> first gratuitous ARP.
+//! 5. Hook handoff (issue 10): hook exec -> exit when handed to a running
+//!    watcher (the hook as `nobody` without capabilities), against the
+//!    hook acting itself as root with no watcher.
+//!
+//! `BENCH_PARTS=1,3` picks parts (default all). `BENCH_SERVER` (default
+//! `redis,valkey`) names the servers: Redis gets every part, Valkey (the
+//! pinned one of `scripts/valkey.sh`) the headline figures only, parts 4
+//! ((a) and (d) unless `BENCH_MODES` says) and 5.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sentinel_vip_lab::timeline::{Promotions, Writer};
+use sentinel_vip_lab::client::{Pace, RoleWatch};
+use sentinel_vip_lab::failovers::{self, Mode};
+use sentinel_vip_lab::hook_timing::HookCall;
+use sentinel_vip_lab::netns::{kill_group, spawn_in};
+use sentinel_vip_lab::servers::Server;
+use sentinel_vip_lab::stats::summary;
+use sentinel_vip_lab::suite::catch;
+use sentinel_vip_lab::timeline::Writer;
 use sentinel_vip_lab::{hook_args, node_ip, now_epoch, wait_until, Capture, Lab, LabOptions};
-use sentinel_vip_lab::{Privilege, NODES, VIP4, VIP4_CIDR};
+use sentinel_vip_lab::{Privilege, NODES, SENTINEL_PORT, VIP4, VIP4_CIDR};
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn summary(name: &str, v: &mut [f64]) -> f64 {
-    let m = median(v);
-    let (lo, hi) = (
-        v.first().copied().unwrap_or(f64::NAN),
-        v.last().copied().unwrap_or(f64::NAN),
-    );
-    println!(
-        "  {name:<44} median {m:>9.3} ms   min {lo:>8.3}   max {hi:>8.3}   n={}",
-        v.len()
-    );
-    m
-}
-
-/// Spawns `cmd` inside namespace `ns` by setns(2) in the child just before
-/// exec: unlike `ip netns exec`, nothing else runs between our clock
-/// reading and the program's exec.
-fn spawn_in_ns(ns: &str, cmd: &mut Command) -> Child {
-    let f = fs::File::open(format!("/run/netns/{ns}")).expect("netns handle");
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    // SAFETY: setns is async-signal-safe; fd stays open until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let c = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
-    drop(f);
-    c
-}
-
-fn kill_group(c: &mut Child) {
-    // SAFETY: signalling the process group we created.
-    unsafe {
-        libc::kill(-(c.id() as i32), libc::SIGKILL);
-    }
-    let _ = c.wait();
 }
 
 /// Waits for the first gratuitous ARP for the VIP from `mac` after `t0`.
@@ -124,19 +87,55 @@ fn main() {
         "sentinel-vip bench ({}), medians of repeated runs in a namespace lab",
         bin.display()
     );
-    // BENCH_PARTS=1,3 runs only those parts (default: all).
-    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3".into());
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
     let want = |p: &str| parts.split(',').any(|x| x.trim() == p);
-    if want("1") {
-        hook_vs_recipe(&bin);
+    let servers = std::env::var("BENCH_SERVER").unwrap_or_else(|_| "redis,valkey".into());
+    let all: [(&str, Part); 5] = [
+        ("1", |b, _| hook_vs_recipe(b)),
+        ("2", |b, _| failover_latency(b)),
+        ("3", |b, _| reconcile_and_watcher(b)),
+        ("4", outage),
+        ("5", hook_handoff),
+    ];
+    let mut failed = Vec::new();
+    for name in servers.split(',').map(str::trim) {
+        let server = match Server::select(name, Path::new(env!("CARGO_MANIFEST_DIR"))) {
+            Ok(s) => s,
+            Err(why) => {
+                println!("\n{name}: cannot run the bench against it: {why}");
+                failed.push(format!("{name}: {why}"));
+                continue;
+            }
+        };
+        // Beside Redis, another server gets the headline parts only.
+        let theirs = |p: &str| name == "redis" || HEADLINE.contains(&p);
+        println!("\n=== {}", server.version);
+        for (p, part) in all.iter().filter(|(p, _)| want(p) && theirs(p)) {
+            let t = Instant::now();
+            if let Err(why) = catch(|| part(&bin, &server)) {
+                println!("\n  part {p} ({name}) FAILED: {why}");
+                failed.push(format!("part {p} ({name}): {why}"));
+            }
+            eprintln!(
+                "bench: part {p} ({name}) took {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
     }
-    if want("2") {
-        failover_latency(&bin);
-    }
-    if want("3") {
-        reconcile_and_watcher(&bin);
+    if !failed.is_empty() {
+        println!("\nbench: {} part(s) could not run:", failed.len());
+        for f in &failed {
+            println!("  {f}");
+        }
+        std::process::exit(1);
     }
 }
+
+/// The parts run against a server other than Redis (issue 14).
+const HEADLINE: [&str; 2] = ["4", "5"];
+
+/// A part of the bench: the binary under test, the server family.
+type Part = fn(&Path, &Server);
 
 /// Part 1.
 fn hook_vs_recipe(bin: &Path) {
@@ -188,7 +187,7 @@ fn hook_vs_recipe(bin: &Path) {
                 _ => Command::new(&recipe),
             };
             let t0 = now_epoch();
-            let mut child = spawn_in_ns(&ns, &mut cmd);
+            let mut child = spawn_in(&ns, Privilege::Root, &mut cmd);
             let garp = first_garp(&cap, &mac, t0, Duration::from_secs(3));
             kill_group(&mut child);
             if let Some(t) = garp {
@@ -218,13 +217,12 @@ fn hook_vs_recipe(bin: &Path) {
 /// Part 2: one lab with Sentinel's script on; watchers run for the watch
 /// rounds (they win the race) and are stopped for the hook rounds.
 fn failover_latency(bin: &Path) {
-    let per_mode = env_usize("BENCH_FAILOVERS", 5);
+    let per_mode = env_usize("BENCH_FAILOVERS", 3);
     let mut lab = Lab::new(bin, LabOptions::default());
     lab.wait_ready();
     for n in NODES {
         let _ = lab.sv(n, &["reconcile"]);
     }
-    let promotions = Promotions::start(&lab);
     let cap = Capture::start(&lab);
     let writer = Writer::start(&lab);
     let mut r: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -238,18 +236,28 @@ fn failover_latency(bin: &Path) {
         for _ in 0..per_mode {
             lab.wait_ready();
             let old = lab.master_node();
+            // Promotion is when the chosen replica first answers ROLE
+            // master: watch mode (follow_promotion) acts on that, well
+            // before Sentinel's +promoted-slave.
+            let replicas: Vec<usize> = NODES.into_iter().filter(|&n| n != old).collect();
+            let role = RoleWatch::start(&lab, &replicas, Duration::from_millis(1));
             let t_cmd = now_epoch();
             lab.sentinel_failover();
             let mut new = None;
-            let moved = wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+            // Each poll runs ip and redis-cli six times: a slow poll keeps
+            // that load off the failover being timed.
+            let moved = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
                 new = lab.vip_alone_on_master(|m| m != old);
                 new.is_some()
             });
+            let promoted = role.first_master();
+            drop(role);
             let Some(new) = new.filter(|_| moved) else {
                 println!("  {mode}: VIP did not follow a failover; round skipped");
                 continue;
             };
-            let Some((tp, _)) = promotions.first_after(t_cmd) else {
+            let Some((_, tp)) = promoted.filter(|(n, _)| *n == new) else {
+                println!("  {mode}: n{new} not seen answering ROLE master; round skipped");
                 continue;
             };
             let garp = first_garp(&cap, &lab.mac(new), t_cmd, Duration::from_secs(3));
@@ -272,7 +280,7 @@ fn failover_latency(bin: &Path) {
     }
     drop(writer);
     drop(cap);
-    println!("\n2. Sentinel's promotion (+promoted-slave) -> ... ({per_mode} SENTINEL FAILOVERs per mode)");
+    println!("\n2. promotion (the replica first answering ROLE master) -> ... ({per_mode} SENTINEL FAILOVERs per mode;\n   the client writes with a redis-cli per attempt, 0.25 s timeout)");
     let wg = summary("watch: first gratuitous ARP", &mut r[0]);
     let ww = summary("watch: first client write on the new master", &mut r[1]);
     let hg = summary("hook:  first gratuitous ARP", &mut r[2]);
@@ -284,7 +292,7 @@ fn failover_latency(bin: &Path) {
     );
 }
 
-/// Part 3 and 4.
+/// Part 3.
 fn reconcile_and_watcher(bin: &Path) {
     let mut lab = Lab::new(
         bin,
@@ -308,21 +316,17 @@ fn reconcile_and_watcher(bin: &Path) {
     for count in [1usize, 100, 1000] {
         // Every Sentinel monitors the extra names (all the same Redis): the
         // pass asks about each of them in one pipeline per Sentinel.
-        for s in NODES {
-            for i in 0..count {
-                let _ = lab.sentinel_cli(
-                    s,
-                    &[
-                        "SENTINEL",
-                        "MONITOR",
-                        &format!("bench{i}"),
-                        &master_ip,
-                        "6379",
-                        "2",
-                    ],
-                );
+        let monitor: String = (0..count)
+            .map(|i| format!("SENTINEL MONITOR bench{i} {master_ip} 6379 2\n"))
+            .collect();
+        let t = Instant::now();
+        std::thread::scope(|sc| {
+            for s in NODES {
+                let (lab, monitor) = (&lab, &monitor);
+                sc.spawn(move || sentinel_batch(lab, s, monitor));
             }
-        }
+        });
+        let registered = t.elapsed();
         let mut text = format!("{head}\n[announce]\ncount = 1\n");
         for i in 0..count {
             text.push_str(&format!("[[vip]]\nmaster = \"bench{i}\"\naddress = \"198.18.{}.{}/15\"\ninterface = \"eth0\"\n", i / 250, 1 + i % 250));
@@ -338,12 +342,15 @@ fn reconcile_and_watcher(bin: &Path) {
             let mut c = Command::new(lab.bin());
             c.arg("reconcile").env("SENTINEL_VIP_CONFIG", &path);
             let t = Instant::now();
-            let ok = spawn_in_ns(&ns, &mut c).wait().is_ok_and(|st| st.success());
+            let ok = spawn_in(&ns, Privilege::Root, &mut c)
+                .wait()
+                .is_ok_and(|st| st.success());
             ok && t.elapsed() < Duration::from_millis(250)
         });
         drop_vips(&lab, n, count);
         println!(
-            "  ({count} masters: a pass inside 250 ms after {:.1} s{})",
+            "  ({count} masters: registered with the Sentinels in {:.1} s, a pass inside 250 ms after {:.1} s{})",
+            registered.as_secs_f64(),
             t.elapsed().as_secs_f64(),
             if settled {
                 ""
@@ -358,7 +365,7 @@ fn reconcile_and_watcher(bin: &Path) {
                 let t = Instant::now();
                 let mut c = Command::new(lab.bin());
                 c.arg("reconcile").env("SENTINEL_VIP_CONFIG", &path);
-                let mut child = spawn_in_ns(&ns, &mut c);
+                let mut child = spawn_in(&ns, Privilege::Root, &mut c);
                 let st = child.wait().unwrap();
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 if st.success() {
@@ -390,7 +397,7 @@ fn reconcile_and_watcher(bin: &Path) {
         );
         configs.push((count, path));
     }
-    println!("\n4. watcher at rest (after 3 s, CPU over 10 s; reconcile_interval_ms = 1000)");
+    println!("\n3b. watcher at rest (after 3 s, CPU over 10 s; reconcile_interval_ms = 1000)");
     for (count, path) in configs.iter().filter(|(c, _)| *c == 1 || *c == 1000) {
         fs::copy(path, lab.config_path(n)).unwrap();
         lab.start_watcher(n, Privilege::TwoCaps);
@@ -429,6 +436,28 @@ fn cpu_ticks_of(stat: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// Sends Sentinel `s` one command per line of `lines` through one
+/// redis-cli, not a process per command. Sentinel rewrites and fsyncs its
+/// config file after every MONITOR, so a thousand take minutes anyway:
+/// the caller feeds the three Sentinels at once.
+fn sentinel_batch(lab: &Lab, s: usize, lines: &str) {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(s), "timeout", "300"])
+        .args([lab.programs().cli, "-h", &node_ip(s), "-p"])
+        .arg(SENTINEL_PORT.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-cli for Sentinel");
+    let fed = c.stdin.take().expect("piped").write_all(lines.as_bytes());
+    let st = c.wait().expect("redis-cli for Sentinel");
+    assert!(
+        fed.is_ok() && st.success(),
+        "feeding Sentinel n{s} its commands: {fed:?}, {st}"
+    );
+}
+
 fn drop_vips(lab: &Lab, n: usize, count: usize) {
     let batch = lab.node_dir(n).join("del.batch");
     let lines: String = (0..count)
@@ -436,4 +465,81 @@ fn drop_vips(lab: &Lab, n: usize, count: usize) {
         .collect();
     fs::write(&batch, lines).unwrap();
     let _ = lab.run_node(n, &["ip", "-force", "-batch", batch.to_str().unwrap()]);
+}
+
+/// Part 4: the VIP client and the Sentinel-aware client write through the
+/// same failovers.
+fn outage(bin: &Path, server: &Server) {
+    let kills = env_usize("BENCH_KILLS", 5);
+    let ms = |k: &str, d: usize| Duration::from_millis(env_usize(k, d) as u64);
+    let pace = Pace {
+        interval: ms("BENCH_WRITE_INTERVAL_MS", 10),
+        timeout: ms("BENCH_CLIENT_TIMEOUT_MS", 250),
+    };
+    // Against another server, only the headline figures by default: (a),
+    // and (d), which writes through every failover. BENCH_MODES=a,c picks.
+    let default = if server.name == "redis" { "a,b,c" } else { "a" };
+    let modes = Mode::picked(&std::env::var("BENCH_MODES").unwrap_or_else(|_| default.into()));
+    println!(
+        "\n4. kill -9 of the master's server process -> first acknowledged write on the new master"
+    );
+    println!(
+        "   {kills} failovers per mode; each client one thread, one connection, reconnecting at once,\n   a write every {:?}, {:?} connect/read/write timeouts; acknowledged = OK from the server\n   and the key read back from the master once every node rejoined",
+        pace.interval, pace.timeout
+    );
+    let rounds = failovers::run(bin, &modes, kills, pace);
+    failovers::report(&modes, &rounds);
+}
+
+/// Part 5: the same hook call, VIP already in place, handed to a watcher
+/// or acting itself.
+fn hook_handoff(bin: &Path, _: &Server) {
+    let per_block = (env_usize("BENCH_HANDOFF_ROUNDS", 30) / 2).max(1);
+    let opts = LabOptions {
+        reconfig_script: false,
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::new(bin, opts);
+    lab.wait_ready();
+    for n in NODES {
+        let _ = lab.sv(n, &["reconcile"]);
+    }
+    let m = lab.master_node();
+    let call = HookCall::new(
+        &lab,
+        m,
+        hook_args("observer", if m == 1 { 2 } else { 1 }, m),
+    );
+    println!("\n5. hook exec -> exit, the VIP already in place on n{m} (alternating blocks)");
+    // With the default announcements the hook acting itself exits after
+    // its last one (2.2 s; a few runs show it); with one, both paths do
+    // the same work.
+    let cfg = lab.config_path(m);
+    let base = fs::read_to_string(&cfg).expect("the node's config");
+    let one = format!("{base}\n[announce]\ncount = 1\n");
+    for (what, text, runs) in [
+        ("[announce] as default (3)", base.clone(), per_block.min(3)),
+        ("[announce] count = 1", one, per_block),
+    ] {
+        fs::write(&cfg, text).expect("write the node's config");
+        println!("  {what}, {} runs each way:", runs * 2);
+        let mut b = call.blocks(&mut lab, runs);
+        let h = summary(
+            "handed to the watcher (nobody, no caps, NNP)",
+            &mut b.handed,
+        );
+        let d = summary("acting itself (root, no watcher)", &mut b.direct);
+        let failed = if b.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; failed runs: {:?}", b.errors)
+        };
+        println!(
+            "  ratio handed/direct: {:.2}; the watcher answered {} runs, the hook acted itself in {}{failed}",
+            h / d,
+            b.answered,
+            b.acted
+        );
+    }
+    fs::write(&cfg, base).expect("write the node's config");
 }
