@@ -27,9 +27,13 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${1:-}" = "--update" ]; then
   fi
   # The Debian packages start services where an init system runs; the lab
   # starts its own instances in namespaces and needs nothing listening here.
+  # Without systemd as PID 1 (a CI container), the packages' init scripts
+  # started them instead.
   for svc in redis-server redis-sentinel prometheus; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
       systemctl stop "$svc" || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+      "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
   done
 fi

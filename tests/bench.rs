@@ -36,11 +36,12 @@ use sentinel_vip_lab::client::{Pace, RoleWatch};
 use sentinel_vip_lab::failovers::{self, Mode};
 use sentinel_vip_lab::hook_timing::HookCall;
 use sentinel_vip_lab::netns::{kill_group, spawn_in};
-use sentinel_vip_lab::servers::Server;
 use sentinel_vip_lab::stats::summary;
 use sentinel_vip_lab::suite::catch;
 use sentinel_vip_lab::timeline::Writer;
-use sentinel_vip_lab::{hook_args, node_ip, now_epoch, wait_until, Capture, Lab, LabOptions};
+use sentinel_vip_lab::{
+    hook_args, node_ip, now_epoch, wait_until, Capture, Family, Lab, LabOptions, Programs,
+};
 use sentinel_vip_lab::{Privilege, NODES, SENTINEL_PORT, VIP4, VIP4_CIDR};
 
 fn env_usize(k: &str, d: usize) -> usize {
@@ -99,8 +100,14 @@ fn main() {
     ];
     let mut failed = Vec::new();
     for name in servers.split(',').map(str::trim) {
-        let server = match Server::select(name, Path::new(env!("CARGO_MANIFEST_DIR"))) {
-            Ok(s) => s,
+        let Some(family) = Family::ALL.into_iter().find(|f| f.name() == name) else {
+            println!("\n{name}: unknown server (redis or valkey)");
+            failed.push(format!("{name}: unknown server"));
+            continue;
+        };
+        // Panics, saying why, when Valkey cannot be had: caught and listed.
+        let programs = match catch(|| family.programs()) {
+            Ok(p) => p,
             Err(why) => {
                 println!("\n{name}: cannot run the bench against it: {why}");
                 failed.push(format!("{name}: {why}"));
@@ -109,10 +116,10 @@ fn main() {
         };
         // Beside Redis, another server gets the headline parts only.
         let theirs = |p: &str| name == "redis" || HEADLINE.contains(&p);
-        println!("\n=== {}", server.version);
+        println!("\n=== {name} {}", programs.version());
         for (p, part) in all.iter().filter(|(p, _)| want(p) && theirs(p)) {
             let t = Instant::now();
-            if let Err(why) = catch(|| part(&bin, &server)) {
+            if let Err(why) = catch(|| part(&bin, programs)) {
                 println!("\n  part {p} ({name}) FAILED: {why}");
                 failed.push(format!("part {p} ({name}): {why}"));
             }
@@ -135,7 +142,7 @@ fn main() {
 const HEADLINE: [&str; 2] = ["4", "5"];
 
 /// A part of the bench: the binary under test, the server family.
-type Part = fn(&Path, &Server);
+type Part = fn(&Path, Programs);
 
 /// Part 1.
 fn hook_vs_recipe(bin: &Path) {
@@ -469,7 +476,7 @@ fn drop_vips(lab: &Lab, n: usize, count: usize) {
 
 /// Part 4: the VIP client and the Sentinel-aware client write through the
 /// same failovers.
-fn outage(bin: &Path, server: &Server) {
+fn outage(bin: &Path, programs: Programs) {
     let kills = env_usize("BENCH_KILLS", 5);
     let ms = |k: &str, d: usize| Duration::from_millis(env_usize(k, d) as u64);
     let pace = Pace {
@@ -478,7 +485,11 @@ fn outage(bin: &Path, server: &Server) {
     };
     // Against another server, only the headline figures by default: (a),
     // and (d), which writes through every failover. BENCH_MODES=a,c picks.
-    let default = if server.name == "redis" { "a,b,c" } else { "a" };
+    let default = if programs.family == Family::Redis {
+        "a,b,c"
+    } else {
+        "a"
+    };
     let modes = Mode::picked(&std::env::var("BENCH_MODES").unwrap_or_else(|_| default.into()));
     println!(
         "\n4. kill -9 of the master's server process -> first acknowledged write on the new master"
@@ -487,16 +498,17 @@ fn outage(bin: &Path, server: &Server) {
         "   {kills} failovers per mode; each client one thread, one connection, reconnecting at once,\n   a write every {:?}, {:?} connect/read/write timeouts; acknowledged = OK from the server\n   and the key read back from the master once every node rejoined",
         pace.interval, pace.timeout
     );
-    let rounds = failovers::run(bin, &modes, kills, pace);
+    let rounds = failovers::run(bin, programs, &modes, kills, pace);
     failovers::report(&modes, &rounds);
 }
 
 /// Part 5: the same hook call, VIP already in place, handed to a watcher
 /// or acting itself.
-fn hook_handoff(bin: &Path, _: &Server) {
+fn hook_handoff(bin: &Path, programs: Programs) {
     let per_block = (env_usize("BENCH_HANDOFF_ROUNDS", 30) / 2).max(1);
     let opts = LabOptions {
         reconfig_script: false,
+        programs,
         ..LabOptions::default()
     };
     let mut lab = Lab::new(bin, opts);

@@ -12,7 +12,7 @@ use crate::outage::{kill_master, Kill};
 use crate::stats::{median, summary};
 use crate::suite::catch;
 use crate::timeline::{first_log, Promotions};
-use crate::{wait_until, Capture, Lab, LabOptions, Privilege, NODES};
+use crate::{wait_until, Capture, Lab, LabOptions, Privilege, Programs, NODES};
 
 /// Who moves the VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,22 +63,30 @@ const SENTINEL: usize = 1;
 
 /// `kills` failovers per mode: the watch modes alternate in one lab
 /// without Sentinel's script, hook mode runs in a second lab with it.
-pub fn run(bin: &Path, modes: &[Mode], kills: usize, pace: Pace) -> Vec<Round> {
+pub fn run(bin: &Path, programs: Programs, modes: &[Mode], kills: usize, pace: Pace) -> Vec<Round> {
     let mut rounds = Vec::new();
     let watch: Vec<Mode> = modes.iter().copied().filter(|&m| m != Mode::Hook).collect();
     if !watch.is_empty() {
-        in_one_lab(bin, &watch, kills, pace, &mut rounds);
+        in_one_lab(bin, programs, &watch, kills, pace, &mut rounds);
     }
     if modes.contains(&Mode::Hook) {
-        in_one_lab(bin, &[Mode::Hook], kills, pace, &mut rounds);
+        in_one_lab(bin, programs, &[Mode::Hook], kills, pace, &mut rounds);
     }
     rounds
 }
 
-fn in_one_lab(bin: &Path, modes: &[Mode], kills: usize, pace: Pace, out: &mut Vec<Round>) {
+fn in_one_lab(
+    bin: &Path,
+    programs: Programs,
+    modes: &[Mode],
+    kills: usize,
+    pace: Pace,
+    out: &mut Vec<Round>,
+) {
     let hook = modes == [Mode::Hook];
     let opts = LabOptions {
         reconfig_script: hook,
+        programs,
         ..LabOptions::default()
     };
     let mut lab = Lab::new(bin, opts);

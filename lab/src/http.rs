@@ -3,10 +3,8 @@
 //! hands the socket back, so the test process needs no HTTP tool and the
 //! root namespace never routes lab traffic. It only reads.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::Lab;
@@ -18,14 +16,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The socket keeps the namespace it was created in, whichever thread
 /// uses it later; only the short-lived thread that made it changed its own.
 pub(crate) fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let path = format!("/run/netns/{ns}");
     std::thread::scope(|s| {
         s.spawn(|| {
-            let f = File::open(&path)?;
-            // SAFETY: setns(2) on an fd we own, for this thread only.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            crate::netns::enter(ns)?;
             TcpStream::connect_timeout(&addr, TIMEOUT)
         })
         .join()

@@ -39,7 +39,6 @@ pub mod monitor;
 pub mod netns;
 pub mod outage;
 pub mod prometheus;
-pub mod servers;
 pub mod source;
 pub mod stats;
 pub mod suite;
