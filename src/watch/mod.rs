@@ -424,7 +424,7 @@ impl Watcher {
             if let Some(addr) = want {
                 let l = crate::metrics::bind(addr)
                     .await
-                    .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?;
+                    .map_err(anyhow::Error::msg)?;
                 info!(listen = %addr, "metrics endpoint ready");
                 let h = tokio::spawn(crate::metrics::serve(l, self.metrics.clone()));
                 self.metrics_server = Some((addr, h));
