@@ -42,5 +42,8 @@ fn readme_shows_the_checked_rules() {
     let block = &readme[start..];
     let block = &block[block.find("groups:").unwrap()..];
     let block = &block[..block.find("```").unwrap()];
-    assert_eq!(block, rules, "README's alert rules differ from sentinel/alerts.yml");
+    assert_eq!(
+        block, rules,
+        "README's alert rules differ from sentinel/alerts.yml"
+    );
 }
