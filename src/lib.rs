@@ -43,9 +43,7 @@ pub mod error;
 mod hook;
 pub mod hookargs;
 mod lock;
-// Until the watcher wires it in (issue 13); then this allow goes.
 pub mod logging;
-#[allow(dead_code, unused_imports)]
 mod metrics;
 mod netlink;
 mod notify;

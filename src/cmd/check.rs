@@ -38,7 +38,8 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
         if let Presence::Foreign(why) = view.presence(v) {
             bad.push(why);
         }
-        if let Some(note) = source_note(&view, v) {
+        let index = view.snap.link(&v.interface).map(|l| l.index);
+        if let Some(note) = index.and_then(|i| source_note(&view.snap.addrs, i, &view.local, v)) {
             println!("note {note}");
         }
     }
@@ -81,19 +82,30 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
     }
 }
 
-/// An IPv4 VIP is never a source address only as a secondary: beside an
-/// address of the host's own in the same subnet on that interface.
-fn source_note(view: &crate::engine::View, v: &crate::config::VipConfig) -> Option<String> {
+/// An IPv4 VIP is never a source address only as a secondary: the kernel
+/// makes it one only beside a primary address of the host's own on that
+/// interface with the same subnet and prefix length (not another VIP).
+/// `index` is the VIP's interface; `local`, the host's own addresses.
+fn source_note(
+    addrs: &[crate::netlink::Addr],
+    index: u32,
+    local: &std::collections::HashSet<std::net::IpAddr>,
+    v: &crate::config::VipConfig,
+) -> Option<String> {
     let std::net::IpAddr::V4(vip) = v.address.ip else {
         return None;
     };
-    let link = view.snap.link(&v.interface)?;
     let mask = u32::MAX
         .checked_shl(32 - u32::from(v.address.prefix))
         .unwrap_or(0);
-    let same_subnet = view.snap.addrs.iter().any(|a| match a.ip {
+    let same_subnet = addrs.iter().any(|a| match a.ip {
         std::net::IpAddr::V4(ip) => {
-            a.index == link.index && ip != vip && u32::from(ip) & mask == u32::from(vip) & mask
+            a.index == index
+                && !a.secondary
+                && a.prefix == v.address.prefix
+                && local.contains(&a.ip)
+                && ip != vip
+                && u32::from(ip) & mask == u32::from(vip) & mask
         }
         _ => false,
     });
@@ -136,5 +148,67 @@ async fn hook_path(cfg: &Config, bad: &mut Vec<String>) {
             "hook: {f} on {sock} and this process lacks {}: hooks exit 1 until the watcher runs",
             missing.join(" and ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_note;
+    use crate::config::Config;
+    use crate::netlink::Addr;
+
+    fn addr(ip: &str, prefix: u8, index: u32, secondary: bool) -> Addr {
+        Addr {
+            index,
+            ip: ip.parse().unwrap(),
+            prefix,
+            secondary,
+            label: None,
+            proto: None,
+        }
+    }
+
+    #[test]
+    fn a_vip_needs_a_primary_of_the_same_subnet_and_prefix() {
+        let cfg = Config::parse(
+            "[[vip]]\nmaster = \"m\"\naddress = \"10.0.0.100/24\"\ninterface = \"eth0\"\n\
+             [[vip]]\nmaster = \"n\"\naddress = \"10.0.0.101/24\"\ninterface = \"eth0\"\n",
+        )
+        .unwrap();
+        let v = &cfg.vip[0];
+        let rows: [(&str, Vec<Addr>, bool); 7] = [
+            (
+                "own /24 primary",
+                vec![addr("10.0.0.11", 24, 2, false)],
+                false,
+            ),
+            ("none", vec![], true),
+            // The kernel would make the VIP the /24's primary.
+            ("own /16 only", vec![addr("10.0.0.11", 16, 2, false)], true),
+            (
+                "own /24 on another link",
+                vec![addr("10.0.0.11", 24, 3, false)],
+                true,
+            ),
+            (
+                "own /24, secondary",
+                vec![addr("10.0.0.11", 24, 2, true)],
+                true,
+            ),
+            (
+                "another VIP only",
+                vec![addr("10.0.0.101", 24, 2, false)],
+                true,
+            ),
+            (
+                "another subnet",
+                vec![addr("10.0.1.11", 24, 2, false)],
+                true,
+            ),
+        ];
+        for (what, addrs, noted) in rows {
+            let local = crate::engine::local_addrs(&addrs, &cfg);
+            assert_eq!(source_note(&addrs, 2, &local, v).is_some(), noted, "{what}");
+        }
     }
 }

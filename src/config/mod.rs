@@ -408,6 +408,10 @@ impl Config {
                 "must be 100..=60000",
             ));
         }
+        // Zero would kill every command at once; a day outlives any use.
+        if !(100..=86_400_000).contains(&ms(self.notify_timeout)) {
+            return Err(invalid("notify_timeout_ms", "must be 100..=86400000"));
+        }
         Ok(())
     }
 

@@ -122,7 +122,13 @@ impl Listener {
     }
 
     /// Accepts clients until the task is dropped; hook requests go to `tx`.
-    pub async fn serve<T: From<HookRequest> + Send + 'static>(self, tx: mpsc::Sender<T>) {
+    /// `refused` is called for every request turned away (peer, size,
+    /// deadline, malformed), so the watcher can count them.
+    pub async fn serve<T: From<HookRequest> + Send + 'static>(
+        self,
+        tx: mpsc::Sender<T>,
+        refused: Arc<dyn Fn() + Send + Sync>,
+    ) {
         let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
         let me = Arc::new(self);
         loop {
@@ -134,15 +140,18 @@ impl Listener {
                     continue;
                 }
             };
-            let (me, tx) = (me.clone(), tx.clone());
+            let (me, tx, refused) = (me.clone(), tx.clone(), refused.clone());
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     tokio::spawn(async move {
-                        me.handle(stream, tx).await;
+                        if !me.handle(stream, tx).await {
+                            refused();
+                        }
                         drop(permit);
                     });
                 }
                 Err(_) => {
+                    refused();
                     tokio::spawn(answer(
                         stream,
                         Reply::new(1, "watcher busy: too many clients"),
@@ -152,10 +161,18 @@ impl Listener {
         }
     }
 
-    async fn handle<T: From<HookRequest>>(&self, mut stream: UnixStream, tx: mpsc::Sender<T>) {
+    /// Answers one client; false when its request was refused.
+    async fn handle<T: From<HookRequest>>(
+        &self,
+        mut stream: UnixStream,
+        tx: mpsc::Sender<T>,
+    ) -> bool {
         let peer = match stream.peer_cred() {
             Ok(c) => c,
-            Err(e) => return warn!(error = %e, "control socket: no peer credentials"),
+            Err(e) => {
+                warn!(error = %e, "control socket: no peer credentials");
+                return false;
+            }
         };
         let name = users::user_name(peer.uid());
         let who = format!(
@@ -184,15 +201,18 @@ impl Listener {
                 peer.uid(),
                 self.group.name
             );
-            return answer(stream, Reply::new(2, why)).await;
+            answer(stream, Reply::new(2, why)).await;
+            return false;
         }
         let request = match request {
             Ok(r) => r,
             Err(e) => {
                 warn!(peer = %who, error = %e, "control socket: bad request");
-                return answer(stream, Reply::new(2, e)).await;
+                answer(stream, Reply::new(2, e)).await;
+                return false;
             }
         };
+        let mut ok = true;
         let reply = match request {
             Request::Ping {} => Reply::new(
                 0,
@@ -205,12 +225,14 @@ impl Listener {
             Request::Hook { args } => match hook_call(&args) {
                 Err(e) => {
                     warn!(peer = %who, error = %e, "control socket: bad hook call");
+                    ok = false;
                     Reply::new(2, format!("hook: {e}"))
                 }
                 Ok(call) => self.ask_pass(call, who, tx).await,
             },
         };
         answer(stream, reply).await;
+        ok
     }
 
     async fn ask_pass<T: From<HookRequest>>(

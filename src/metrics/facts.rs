@@ -122,6 +122,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    #[cfg(test)]
     pub const ALL: [Trigger; 8] = [
         Trigger::Event,
         Trigger::Timer,
@@ -147,6 +148,7 @@ impl Trigger {
     }
 
     /// The trigger spelled as [`as_str`](Trigger::as_str) does.
+    #[cfg(test)]
     pub fn parse(s: &str) -> Option<Trigger> {
         Trigger::ALL.into_iter().find(|t| t.as_str() == s)
     }

@@ -174,12 +174,6 @@ pub struct Metrics {
     known: Mutex<Known>,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {

@@ -28,7 +28,7 @@ use crate::metrics::{ActionKind, ErrorKind, Metrics, Said, VipId};
 
 /// The notify timeout when the config sets none: a cloud provider's CLI
 /// call takes seconds; a minute would leave later changes waiting long.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT: Duration = crate::config::defaults::NOTIFY_TIMEOUT;
 /// Changes waiting per VIP before the oldest waiting one is dropped (the
 /// newest is the truth; the sequence numbers show the gap).
 const MAX_WAITING: usize = 64;

@@ -32,7 +32,7 @@ use crate::decide::Presence;
 use crate::engine::Engine;
 use crate::error::{one_line, permanent};
 use crate::lock;
-use crate::metrics::{ActionKind, Metrics, Said, Trigger as Why, VipId};
+use crate::metrics::{ActionKind, ErrorKind, Metrics, Said, Trigger as Why, VipId};
 use crate::netlink::{self, Event as KernelEvent};
 use crate::notify::Notifier;
 use crate::sentinel::Event;
@@ -107,8 +107,12 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     // the queue instead of finding no watcher.
     let control = server::bind(&cfg.control_socket, &cfg.control_socket_group)?;
     info!(socket = %control.path().display(), group = %cfg.control_socket_group, "control socket ready");
-    let control = tokio::spawn(control.serve(tx.clone()));
     let metrics = Arc::new(Metrics::new());
+    let counted = metrics.clone();
+    let control = tokio::spawn(control.serve(
+        tx.clone(),
+        Arc::new(move || counted.error(ErrorKind::Control)),
+    ));
     let mut w = Watcher {
         metrics: metrics.clone(),
         metrics_server: None,
@@ -419,7 +423,10 @@ impl Watcher {
         let want = cfg.metrics_listen;
         if self.metrics_server.as_ref().map(|(a, _)| *a) != want {
             if let Some((_, h)) = self.metrics_server.take() {
+                // Awaited, so that its listener is closed before the new
+                // bind: the same port on another address would be in use.
                 h.abort();
+                let _ = h.await;
             }
             if let Some(addr) = want {
                 let l = crate::metrics::bind(addr)

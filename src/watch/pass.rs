@@ -134,6 +134,11 @@ impl Watcher {
             // The newest request for this master, if a hook is waiting.
             let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
             let epoch = v.master.as_ref().map(|r| r.epoch);
+            if epoch.is_some() && matches!(answer, Master::Unknown { .. }) {
+                // The Sentinels named a master (announce-hostnames) that
+                // did not resolve; the engine logged it.
+                self.metrics.error(ErrorKind::Resolve);
+            }
             if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
                 self.promotions.saw(&vip.master, e);
             }
@@ -162,6 +167,8 @@ impl Watcher {
                         }
                         Err(e) => {
                             self.metrics.error(ErrorKind::Resolve);
+                            let held = view.presence(vip) == Presence::Held;
+                            self.metrics.vip_state(&id, held, &said);
                             let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
                             merge(&mut replies, &vip.master, Reply::new(2, e));
                             continue;
@@ -205,7 +212,12 @@ impl Watcher {
             if let Some((kind, _)) = &did {
                 self.metrics.action(&id, *kind);
             }
-            done.push(Done { id, did, said });
+            // With the master unknown, doing nothing is no news: a
+            // refusal stays remembered, so a flapping majority does not
+            // run on_refuse again each time it comes back.
+            if !(action == Action::Nothing && matches!(master, Master::Unknown { .. })) {
+                done.push(Done { id, did, said });
+            }
             match result {
                 Ok(o) => {
                     if !matches!(o.action, Action::Nothing | Action::Keep) {
