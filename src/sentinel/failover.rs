@@ -46,6 +46,19 @@ pub fn is_promoting(state: &str) -> bool {
     PROMOTING.contains(&state)
 }
 
+/// The states in which the leader has seen the replica promoted and
+/// already answers it as the master, with the failover's epoch
+/// (sentinel.c, `sentinelGetCurrentMasterAddress`: from `reconf_slaves`
+/// on), while still leading the failover.
+const SWITCHED: [&str; 2] = ["reconf_slaves", "update_config"];
+
+/// Whether a leader in failover state `state` already answers the promoted
+/// replica as the master. Any other state (an unknown one too) means its
+/// answers are still the old configuration.
+pub fn is_switched(state: &str) -> bool {
+    SWITCHED.contains(&state)
+}
+
 impl LeaderView {
     /// Whether this confirms that `replica` is being promoted in a failover
     /// of the configuration last seen (epoch `seen`), so newer than it.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::follow::{still_master, RECHECK_AFTER};
-use super::state::Trust;
+use super::state::{self, Trust};
 use super::Watcher;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
@@ -229,13 +229,8 @@ impl Watcher {
                         );
                     }
                     let fresh = o.action == Action::Acquire || announce_held;
-                    // While a failover of its master runs, a VIP kept on the
-                    // old configuration is held but not announced: clients
-                    // must not be pulled back from the promoted replica.
-                    let unsettled = v.failover.is_some()
-                        && o.action == Action::Keep
-                        && !matches!(master, Master::Promoted { .. });
-                    let target = if unsettled { None } else { o.target };
+                    let failover = v.failover.as_ref().map(|(_, s)| s.as_str());
+                    let target = o.target.filter(|_| state::may_announce(&master, failover));
                     self.state.converged(now, vip.address.ip, target, fresh);
                 }
                 Err(e) => {

@@ -12,6 +12,7 @@ use crate::announce::Target;
 use crate::config::AnnounceConfig;
 use crate::decide::Master;
 use crate::netlink::Event;
+use crate::sentinel::failover::is_switched;
 use crate::sentinel::{Answer, AskError};
 
 /// What a pass trusts for one master.
@@ -48,6 +49,24 @@ pub fn kernel_cue(e: &Event, is_vip: impl Fn(IpAddr) -> bool) -> KernelCue {
         Event::AddrAdded(ip) if is_vip(ip) => KernelCue::Ignore,
         Event::AddrAdded(_) | Event::AddrRemoved(_) => KernelCue::Pass,
         Event::Link => KernelCue::PassAndAnnounce,
+    }
+}
+
+/// Whether a VIP held after a pass (taken or kept) is announced from here,
+/// given the master the pass placed it by and the state of a Sentinel
+/// leading a failover of that master, if one is. Until that leader has
+/// seen the replica promoted, the Sentinels' answers are the old
+/// configuration: a VIP held on them (kept, or taken by a watcher
+/// restarted on the old master) is held but not announced, or clients
+/// would be pulled back from the replica being promoted. From
+/// `reconf_slaves` on the leader answers the promoted replica: a VIP held
+/// on that answer is the new holder's and stays announced, else its rounds
+/// stop until the failover ends, and a stray round from the old master is
+/// not undone meanwhile. A followed promotion is the new holder's too.
+pub fn may_announce(master: &Master, failover: Option<&str>) -> bool {
+    match (master, failover) {
+        (Master::Promoted { .. }, _) | (_, None) => true,
+        (_, Some(state)) => is_switched(state),
     }
 }
 
@@ -357,6 +376,52 @@ mod tests {
         // Released or unconfirmed: never announced again.
         s.converged(at, v, None, false);
         assert!(!s.announcing(v) && s.next_due().is_none());
+    }
+
+    #[test]
+    fn announced_during_a_failover_only_on_the_new_configuration() {
+        let known = Master::Known(vec![ip("192.0.2.11")]);
+        let promoted = Master::Promoted {
+            ips: vec![ip("192.0.2.12")],
+            epoch: 5,
+        };
+        // (master the pass placed the VIP by, leader's failover state, announced)
+        #[rustfmt::skip]
+        let rows = [
+            (&known, None, true),
+            // The leader has not seen the promotion: the answers are the
+            // old configuration; no round may pull clients back to it.
+            (&known, Some("wait_start"), false),
+            (&known, Some("select_slave"), false),
+            (&known, Some("send_slaveof_noone"), false),
+            (&known, Some("wait_promotion"), false),
+            (&known, Some("unknown"), false),
+            // The leader answers the promoted replica: the VIP held on
+            // that answer is the new holder's (case 10: its rounds stopped
+            // until the failover ended, 2.2 s for the client).
+            (&known, Some("reconf_slaves"), true),
+            (&known, Some("update_config"), true),
+            (&promoted, Some("wait_promotion"), true),
+            (&promoted, None, true),
+        ];
+        for (master, failover, want) in rows {
+            assert_eq!(
+                may_announce(master, failover),
+                want,
+                "{master:?} in {failover:?}"
+            );
+        }
+        // The new holder took the VIP on the followed promotion; the next
+        // pass sees the Sentinels' new answer while the leader still
+        // reconfigures the replicas: its schedule stands.
+        let t0 = Instant::now();
+        let v = ip("192.0.2.100");
+        let mut s = state(3, 5000);
+        s.converged(t0, v, Some(target("192.0.2.100")), true);
+        s.sent(t0, v, true);
+        let t = may_announce(&known, Some("reconf_slaves")).then(|| target("192.0.2.100"));
+        s.converged(t0 + ms(900), v, t, false);
+        assert_eq!(s.next_due(), Some(t0 + ms(1100)), "round 2 still due");
     }
 
     #[test]
