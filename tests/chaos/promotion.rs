@@ -301,9 +301,13 @@ pub fn without_password(lab: &mut Lab, w: &mut World) {
         "n{old} -> n{new}; NOAUTH logged per node {errors:?}{}",
         again(new, fin)
     );
+    // On a loaded machine Sentinel sometimes fails over a second time on
+    // its own (the fresh master misses down-after); the watchers try to
+    // follow that one too. One error per failover, never one per poll.
+    let failovers = if fin == new { 1 } else { 2 };
     assert!(
-        errors.iter().all(|&c| c == 1),
-        "one NOAUTH error per watcher and failover: {errors:?}"
+        errors.iter().all(|&c| (1..=failovers).contains(&c)),
+        "one NOAUTH error per watcher and failover ({failovers}): {errors:?}"
     );
     trace.assert_settled(&win, fin);
     lab.client_write_lands_on(fin, "chaos-13e", "1")
