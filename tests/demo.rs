@@ -108,34 +108,50 @@ fn run(bin: &Path, mode: Mode) -> bool {
         .map(|f| f.ts);
     let rel = |t: Option<f64>| t.map_or("      --".to_string(), |t| format!("{:+8.3} s", t - t0));
     let since = |t: Option<f64>| match (t, promo.as_ref()) {
-        (Some(t), Some((p, _))) => format!("  ({:+.1} ms after promotion)", (t - p) * 1e3),
+        (Some(t), Some((p, _))) if t < *p => {
+            format!(
+                "  ({:.1} ms before the promotion was announced)",
+                (p - t) * 1e3
+            )
+        }
+        (Some(t), Some((p, _))) => format!("  ({:.1} ms after promotion)", (t - p) * 1e3),
         _ => String::new(),
     };
-    println!("timeline (relative to the kill):");
-    println!("  {}  kill -9 redis-server on n{master}", rel(Some(t0)));
     let pnode = promo
         .as_ref()
         .and_then(|(_, ip)| node_of_ip(ip))
         .map_or("?".into(), |n| format!("n{n}"));
-    println!(
-        "  {}  Sentinel promoted {pnode} (+promoted-slave)",
-        rel(promo.as_ref().map(|p| p.0))
-    );
-    println!(
-        "  {}  sentinel-vip on n{new} logged taking the VIP{}",
-        rel(added.as_ref().map(|a| a.0)),
-        since(added.as_ref().map(|a| a.0))
-    );
-    println!(
-        "  {}  gratuitous ARP from n{new} seen by the client{}",
-        rel(garp),
-        since(garp)
-    );
-    println!(
-        "  {}  first client write through the VIP on n{new}{}",
-        rel(write),
-        since(write)
-    );
+    // In time order: with follow_promotion the VIP moves before Sentinel
+    // announces the promotion.
+    let mut lines: Vec<(Option<f64>, String)> = vec![
+        (Some(t0), format!("kill -9 redis-server on n{master}")),
+        (
+            promo.as_ref().map(|p| p.0),
+            format!("Sentinel promoted {pnode} (+promoted-slave)"),
+        ),
+    ];
+    let added = added.map(|a| a.0);
+    for (t, what) in [
+        (
+            added,
+            format!("sentinel-vip on n{new} logged taking the VIP"),
+        ),
+        (
+            garp,
+            format!("gratuitous ARP from n{new} seen by the client"),
+        ),
+        (
+            write,
+            format!("first client write through the VIP on n{new}"),
+        ),
+    ] {
+        lines.push((t, format!("{what}{}", since(t))));
+    }
+    lines.sort_by(|a, b| a.0.unwrap_or(f64::MAX).total_cmp(&b.0.unwrap_or(f64::MAX)));
+    println!("timeline (relative to the kill):");
+    for (t, what) in &lines {
+        println!("  {}  {what}", rel(*t));
+    }
     println!(
         "client's neighbour entry for {VIP4}: {:?} (n{new} is {mac})",
         lab.client_neigh(VIP4)
