@@ -3,13 +3,13 @@
 //! changed an address (its log), when a client write first succeeded.
 //! All are CLOCK_REALTIME seconds, like tcpdump's `-tt`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::{node_ip, node_of_ip, now_epoch, Lab, NODES, SENTINEL_PORT, VIP4};
+use crate::events::Events;
+use crate::{node_of_ip, now_epoch, Lab, VIP4};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -54,79 +54,21 @@ pub fn first_log(lab: &Lab, n: usize, words: &[&str], after: f64) -> Option<(f64
 /// Subscribes to `+promoted-slave` on every Sentinel (from the client
 /// namespace) and stamps each event on arrival: Sentinel publishes it the
 /// instant it sees the replica report itself master.
-pub struct Promotions {
-    children: Vec<Child>,
-    seen: Arc<Mutex<Vec<(f64, String)>>>,
-    readers: Vec<JoinHandle<()>>,
-}
+pub struct Promotions(Events);
 
 impl Promotions {
     pub fn start(lab: &Lab) -> Promotions {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut children = Vec::new();
-        let mut readers = Vec::new();
-        for n in NODES {
-            let mut c = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &lab.ns_client(),
-                    lab.programs().cli,
-                    "-h",
-                    &node_ip(n),
-                    "-p",
-                ])
-                .arg(SENTINEL_PORT.to_string())
-                .args(["SUBSCRIBE", "+promoted-slave"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("redis-cli SUBSCRIBE");
-            let out = c.stdout.take().expect("piped");
-            let seen = seen.clone();
-            readers.push(std::thread::spawn(move || {
-                let mut after_channel = false;
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let t = now_epoch();
-                    if after_channel && line.starts_with("slave ") {
-                        seen.lock().unwrap().push((t, line.clone()));
-                    }
-                    after_channel = line == "+promoted-slave";
-                }
-            }));
-            children.push(c);
-        }
-        // Give the subscriptions a moment to be registered.
-        std::thread::sleep(Duration::from_millis(300));
-        Promotions {
-            children,
-            seen,
-            readers,
-        }
+        Promotions(Events::start(lab, &[PROMOTED], None))
     }
 
     /// The first promotion seen after `after`: (time, promoted replica's IP).
     pub fn first_after(&self, after: f64) -> Option<(f64, String)> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter()
-            .filter(|(t, _)| *t > after)
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(t, l)| (*t, l.split_whitespace().nth(2).unwrap_or("").to_string()))
+        let e = self.0.first(PROMOTED, after)?;
+        Some((e.at, e.instance_ip().unwrap_or("").to_string()))
     }
 }
 
-impl Drop for Promotions {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-}
+const PROMOTED: &str = "+promoted-slave";
 
 /// Successful writes: when, and which node took them.
 type Stamps = Arc<Mutex<Vec<(f64, Option<usize>)>>>;
