@@ -158,14 +158,7 @@ mod tests {
     use crate::netlink::Addr;
 
     fn addr(ip: &str, prefix: u8, index: u32, secondary: bool) -> Addr {
-        Addr {
-            index,
-            ip: ip.parse().unwrap(),
-            prefix,
-            secondary,
-            label: None,
-            proto: None,
-        }
+        Addr::new_for_test(index, ip, prefix, secondary, None)
     }
 
     #[test]

@@ -101,14 +101,7 @@ mod tests {
     }
 
     fn addr(index: u32, ip: &str, prefix: u8, secondary: bool, proto: Option<u8>) -> Addr {
-        Addr {
-            index,
-            ip: ip.parse().unwrap(),
-            prefix,
-            secondary,
-            label: None,
-            proto,
-        }
+        Addr::new_for_test(index, ip, prefix, secondary, proto)
     }
 
     fn snap(addrs: Vec<Addr>) -> Snapshot {

@@ -41,6 +41,25 @@ pub struct Addr {
 }
 
 impl Addr {
+    /// An address as a dump would report it, for the tables of tests.
+    #[cfg(test)]
+    pub fn new_for_test(
+        index: u32,
+        ip: &str,
+        prefix: u8,
+        secondary: bool,
+        proto: Option<u8>,
+    ) -> Addr {
+        Addr {
+            index,
+            ip: ip.parse().unwrap(),
+            prefix,
+            secondary,
+            label: None,
+            proto,
+        }
+    }
+
     pub fn ours(&self) -> bool {
         self.proto == Some(ADDR_PROTO)
     }
