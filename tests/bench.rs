@@ -227,9 +227,7 @@ fn failover_latency(bin: &Path) {
     let per_mode = env_usize("BENCH_FAILOVERS", 3);
     let mut lab = Lab::new(bin, LabOptions::default());
     lab.wait_ready();
-    for n in NODES {
-        let _ = lab.sv(n, &["reconcile"]);
-    }
+    lab.reconcile_all();
     let cap = Capture::start(&lab);
     let writer = Writer::start(&lab);
     let mut r: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -513,9 +511,7 @@ fn hook_handoff(bin: &Path, programs: Programs) {
     };
     let mut lab = Lab::new(bin, opts);
     lab.wait_ready();
-    for n in NODES {
-        let _ = lab.sv(n, &["reconcile"]);
-    }
+    lab.reconcile_all();
     let m = lab.master_node();
     let call = HookCall::new(
         &lab,

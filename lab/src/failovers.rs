@@ -91,9 +91,7 @@ fn in_one_lab(
     };
     let mut lab = Lab::new(bin, opts);
     lab.wait_ready();
-    for n in NODES {
-        let _ = lab.sv(n, &["reconcile"]);
-    }
+    lab.reconcile_all();
     let cap = Capture::start(&lab);
     let promotions = Promotions::start(&lab);
     let vip = KeptWriter::start(&lab, "vip", Route::Vip, pace);

@@ -135,6 +135,14 @@ impl Lab {
         self.run(&self.ns(n), args)
     }
 
+    /// One `reconcile` on every node, as root, its outcome ignored: puts
+    /// the VIP where the Sentinels say before a measurement starts.
+    pub fn reconcile_all(&self) {
+        for n in NODES {
+            let _ = self.sv(n, &["reconcile"]);
+        }
+    }
+
     /// Runs the sentinel-vip binary as root in node `n`'s namespace with
     /// that node's config in `SENTINEL_VIP_CONFIG`. A 60 s timeout keeps a
     /// hung binary from hanging the test (exit code 124 then), and lets a
