@@ -81,14 +81,21 @@ impl Lab {
         }
     }
 
-    /// The master the two Sentinels other than `cut`'s agree on, if not `cut`.
-    pub fn majority_master(&self, cut: usize) -> Option<usize> {
+    /// The master the two Sentinels other than `silent`'s agree on. Only
+    /// that node's Sentinel is gone: its data node may be the master.
+    pub fn live_sentinels_master(&self, silent: usize) -> Option<usize> {
         let v: Vec<usize> = NODES
             .into_iter()
-            .filter(|&n| n != cut)
+            .filter(|&n| n != silent)
             .map(|n| self.sentinel_master(n).ok().and_then(|ip| node_of_ip(&ip)))
             .collect::<Option<_>>()?;
-        (v[0] == v[1] && v[0] != cut).then_some(v[0])
+        (v[0] == v[1]).then_some(v[0])
+    }
+
+    /// The master the two Sentinels other than `cut`'s agree on, if not
+    /// `cut`: the whole host is gone, so its data node cannot be it.
+    pub fn majority_master(&self, cut: usize) -> Option<usize> {
+        self.live_sentinels_master(cut).filter(|&m| m != cut)
     }
 
     /// Node `n`'s Sentinel's `SENTINEL MASTER` reply as a map.

@@ -106,9 +106,10 @@ pub fn leader_killed(lab: &mut Lab, w: &mut World) {
         if lab.client_write(&key, "1").is_ok() {
             accepted.push(key);
         }
-        lab.majority_master(leader).is_some_and(|m| m != old)
+        lab.live_sentinels_master(leader).is_some_and(|m| m != old)
     });
-    let redone = lab.majority_master(leader);
+    // The killed leader's data node is alive and may be the one redone.
+    let redone = lab.live_sentinels_master(leader);
     // The dead leader keeps its vote; the rest settle without it.
     let holder = wait_until(Duration::from_secs(20), POLL, || {
         redone.is_some_and(|m| lab.holders() == vec![m])
