@@ -25,7 +25,8 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
     let names = engine.cfg.masters();
     let view = engine.gather(&names).await?;
     for v in &engine.cfg.vip {
-        match view.snap.link(&v.interface) {
+        let link = view.snap.link(&v.interface);
+        match link {
             Some(l) if l.mac.is_some() => {
                 println!("ok   interface {} for {}", v.interface, v.master)
             }
@@ -38,8 +39,9 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
         if let Presence::Foreign(why) = view.presence(v) {
             bad.push(why);
         }
-        let index = view.snap.link(&v.interface).map(|l| l.index);
-        if let Some(note) = index.and_then(|i| source_note(&view.snap.addrs, i, &view.local, v)) {
+        if let Some(note) =
+            link.and_then(|l| source_note(&view.snap.addrs, l.index, &view.local, v))
+        {
             println!("note {note}");
         }
     }
@@ -157,51 +159,34 @@ mod tests {
     use crate::config::Config;
     use crate::netlink::Addr;
 
-    fn addr(ip: &str, prefix: u8, index: u32, secondary: bool) -> Addr {
-        Addr::new_for_test(index, ip, prefix, secondary, None)
-    }
-
     #[test]
     fn a_vip_needs_a_primary_of_the_same_subnet_and_prefix() {
         let cfg = Config::parse(
-            "[[vip]]\nmaster = \"m\"\naddress = \"10.0.0.100/24\"\ninterface = \"eth0\"\n\
-             [[vip]]\nmaster = \"n\"\naddress = \"10.0.0.101/24\"\ninterface = \"eth0\"\n",
+            "[[vip]]\nmaster = \"m\"\naddress = \"192.0.2.100/24\"\ninterface = \"eth0\"\n\
+             [[vip]]\nmaster = \"n\"\naddress = \"192.0.2.101/24\"\ninterface = \"eth0\"\n",
         )
         .unwrap();
         let v = &cfg.vip[0];
-        let rows: [(&str, Vec<Addr>, bool); 7] = [
-            (
-                "own /24 primary",
-                vec![addr("10.0.0.11", 24, 2, false)],
-                false,
-            ),
-            ("none", vec![], true),
+        let note = |addrs: &[Addr]| {
+            let local = crate::engine::local_addrs(addrs, &cfg);
+            source_note(addrs, 2, &local, v).is_some()
+        };
+        assert!(note(&[]), "no address of its own");
+        // One address of the host's: what, address, prefix, link (the
+        // VIP's is 2), secondary; and whether `check` notes the VIP could
+        // become a source address.
+        let rows = [
+            ("own /24 primary", "192.0.2.11", 24, 2, false, false),
             // The kernel would make the VIP the /24's primary.
-            ("own /16 only", vec![addr("10.0.0.11", 16, 2, false)], true),
-            (
-                "own /24 on another link",
-                vec![addr("10.0.0.11", 24, 3, false)],
-                true,
-            ),
-            (
-                "own /24, secondary",
-                vec![addr("10.0.0.11", 24, 2, true)],
-                true,
-            ),
-            (
-                "another VIP only",
-                vec![addr("10.0.0.101", 24, 2, false)],
-                true,
-            ),
-            (
-                "another subnet",
-                vec![addr("10.0.1.11", 24, 2, false)],
-                true,
-            ),
+            ("own /16 only", "192.0.2.11", 16, 2, false, true),
+            ("/24 on link 3", "192.0.2.11", 24, 3, false, true),
+            ("/24 secondary", "192.0.2.11", 24, 2, true, true),
+            ("another VIP", "192.0.2.101", 24, 2, false, true),
+            ("another subnet", "198.18.0.11", 24, 2, false, true),
         ];
-        for (what, addrs, noted) in rows {
-            let local = crate::engine::local_addrs(&addrs, &cfg);
-            assert_eq!(source_note(&addrs, 2, &local, v).is_some(), noted, "{what}");
+        for (what, ip, prefix, link, secondary, noted) in rows {
+            let own = Addr::new_for_test(link, ip, prefix, secondary, None);
+            assert_eq!(note(&[own]), noted, "{what}");
         }
     }
 }
