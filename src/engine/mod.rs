@@ -101,6 +101,7 @@ impl Engine {
             tokio::join!(self.sentinels.ask(names, known_down), self.nl.snapshot());
         let snap = snap?;
         let mut masters = HashMap::new();
+        let mut unresolved = Vec::new();
         for n in names {
             let v = verdict(&answers, n);
             let m = match &v.master {
@@ -108,6 +109,7 @@ impl Engine {
                     Ok(ips) => Master::Known(ips),
                     Err(e) => {
                         warn!(master = %n, error = %e, "cannot resolve the master Sentinel names");
+                        unresolved.push(n.to_string());
                         Master::Unknown { lost_for: None }
                     }
                 },
@@ -118,6 +120,7 @@ impl Engine {
         Ok(View {
             answers,
             masters,
+            unresolved,
             local: local_addrs(&snap.addrs, &self.cfg),
             snap,
         })

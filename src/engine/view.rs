@@ -18,6 +18,10 @@ pub struct View {
     /// Per master asked about: the combined verdict and, resolved, where
     /// the master is.
     pub masters: HashMap<String, (Verdict, Master)>,
+    /// Masters the Sentinels named by a host name that did not resolve
+    /// (logged by [`Engine::gather`](super::Engine::gather)); each is
+    /// `Master::Unknown` above.
+    pub unresolved: Vec<String>,
     /// This host's links and addresses, one dump.
     pub snap: Snapshot,
     /// This host's own addresses, never counting a VIP.
@@ -163,6 +167,7 @@ mod tests {
         let view = View {
             answers: vec![],
             masters: HashMap::new(),
+            unresolved: vec![],
             local: local_addrs(&s.addrs, &c),
             snap: s,
         };

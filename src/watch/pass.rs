@@ -122,6 +122,10 @@ impl Watcher {
                 reset.notify_one();
             }
         }
+        // Once per master, however many VIPs it has (announce-hostnames).
+        for _ in &view.unresolved {
+            self.metrics.error(ErrorKind::Resolve);
+        }
         let now = Instant::now();
         let mut changed = 0;
         let mut replies = HashMap::new();
@@ -134,11 +138,6 @@ impl Watcher {
             // The newest request for this master, if a hook is waiting.
             let hook = requests.iter().rev().find(|r| r.call.master == vip.master);
             let epoch = v.master.as_ref().map(|r| r.epoch);
-            if epoch.is_some() && matches!(answer, Master::Unknown { .. }) {
-                // The Sentinels named a master (announce-hostnames) that
-                // did not resolve; the engine logged it.
-                self.metrics.error(ErrorKind::Resolve);
-            }
             if let (true, Some(e), Master::Known(_)) = (v.majority(), epoch, &answer) {
                 self.promotions.saw(&vip.master, e);
             }
