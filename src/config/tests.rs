@@ -176,6 +176,21 @@ fn invalid_values_name_the_key() {
             "not a group",
         ),
         (
+            format!("notify_timeout_ms = 0\n{VIP}"),
+            "notify_timeout_ms",
+            "100..=86400000",
+        ),
+        (
+            format!("notify_timeout_ms = 86400001\n{VIP}"),
+            "notify_timeout_ms",
+            "100..=86400000",
+        ),
+        (
+            format!("follow_promotion_deadline_ms = 50\n{VIP}"),
+            "follow_promotion_deadline_ms",
+            "100..=60000",
+        ),
+        (
             format!("sentinel_username = \"u\"\n{VIP}"),
             "sentinel_username",
             "needs",
