@@ -21,7 +21,7 @@ const WAIT_PROMOTION: &str = "+failover-state-wait-promotion";
 const PROMOTED: &str = "+promoted-slave";
 /// A pass that waited out a silent Sentinel would take its whole
 /// `sentinel_timeout_ms` (300): anything well under it did not.
-const NOT_WAITED: Duration = Duration::from_millis(150);
+const NOT_WAITED_MS: f64 = 150.0;
 
 /// `+promoted-slave` this soon after `SLAVEOF NO ONE` was sent means
 /// Sentinel's next INFO went right behind it.
@@ -67,7 +67,7 @@ pub fn before_the_announcement(lab: &mut Lab, w: &mut World) {
     // win, only a ROLE poll that must still have been prompt.
     let no_window = sent.is_some_and(|s| ms(s, promoted) < SAME_INFO_MS);
     assert!(
-        acquired < promoted || (no_window && ms(role, acquired) < NOT_WAITED.as_secs_f64() * 1e3),
+        acquired < promoted || (no_window && ms(role, acquired) < NOT_WAITED_MS),
         "the VIP came {:.0} ms after +promoted-slave ({:.0} ms after SLAVEOF NO ONE was sent): the promotion was not followed",
         ms(promoted, acquired),
         sent.map_or(f64::NAN, |s| ms(s, promoted))
@@ -381,7 +381,7 @@ pub fn host_lost(lab: &mut Lab, w: &mut World) {
     );
     let took = took.unwrap_or_else(|| panic!("no {what} log line for the move to n{new}"));
     assert!(
-        took < NOT_WAITED.as_secs_f64() * 1e3,
+        took < NOT_WAITED_MS,
         "{from} -> VIP took {took:.1} ms: the pass waited for the silent Sentinel"
     );
     assert!(settled, "after the heal, holders {:?}", lab.holders());
