@@ -101,7 +101,7 @@ fn run(bin: &Path, mode: Mode) -> bool {
     };
     let mac = lab.mac(new);
     let promo = promotions.first_after(t0);
-    let added = first_log(&lab, new, &["Acquire"], t0);
+    let added = first_log(&lab, new, &["Acquire"], t0).map(|(t, _)| t);
     let garp = frames
         .iter()
         .find(|f| f.ts > t0 && f.src_mac == mac && f.is_garp_for(VIP4))
@@ -121,32 +121,37 @@ fn run(bin: &Path, mode: Mode) -> bool {
         .as_ref()
         .and_then(|(_, ip)| node_of_ip(ip))
         .map_or("?".into(), |n| format!("n{n}"));
+    let promoted = promo.as_ref().map(|p| p.0);
     // In time order: with follow_promotion the VIP moves before Sentinel
     // announces the promotion.
-    let mut lines: Vec<(Option<f64>, String)> = vec![
+    let mut lines = [
         (Some(t0), format!("kill -9 redis-server on n{master}")),
         (
-            promo.as_ref().map(|p| p.0),
+            promoted,
             format!("Sentinel promoted {pnode} (+promoted-slave)"),
         ),
-    ];
-    let added = added.map(|a| a.0);
-    for (t, what) in [
         (
             added,
-            format!("sentinel-vip on n{new} logged taking the VIP"),
+            format!(
+                "sentinel-vip on n{new} logged taking the VIP{}",
+                since(added)
+            ),
         ),
         (
             garp,
-            format!("gratuitous ARP from n{new} seen by the client"),
+            format!(
+                "gratuitous ARP from n{new} seen by the client{}",
+                since(garp)
+            ),
         ),
         (
             write,
-            format!("first client write through the VIP on n{new}"),
+            format!(
+                "first client write through the VIP on n{new}{}",
+                since(write)
+            ),
         ),
-    ] {
-        lines.push((t, format!("{what}{}", since(t))));
-    }
+    ];
     lines.sort_by(|a, b| a.0.unwrap_or(f64::MAX).total_cmp(&b.0.unwrap_or(f64::MAX)));
     println!("timeline (relative to the kill):");
     for (t, what) in &lines {
