@@ -12,6 +12,10 @@ use std::time::Duration;
 use crate::command::signal;
 use crate::{node_ip, now_epoch, Lab, NODES, SENTINEL_PORT};
 
+/// The channel Sentinel announces a promotion on, the instant it sees the
+/// replica report itself master.
+pub const PROMOTED: &str = "+promoted-slave";
+
 /// One event: when it arrived (CLOCK_REALTIME seconds), from which node's
 /// Sentinel, on which channel, with which payload.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::events::Events;
+use crate::events::{Events, PROMOTED};
 use crate::{node_of_ip, now_epoch, Lab, VIP4};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
@@ -67,8 +67,6 @@ impl Promotions {
         Some((e.at, e.instance_ip().unwrap_or("").to_string()))
     }
 }
-
-const PROMOTED: &str = "+promoted-slave";
 
 /// Successful writes: when, and which node took them.
 type Stamps = Arc<Mutex<Vec<(f64, Option<usize>)>>>;

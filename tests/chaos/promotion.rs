@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentinel_vip_lab::events::{Events, React};
+use sentinel_vip_lab::events::{Events, React, PROMOTED};
 use sentinel_vip_lab::monitor::Monitor;
 use sentinel_vip_lab::timeline::first_log;
 use sentinel_vip_lab::{node_ip, node_of_ip, now_epoch, wait_until, Lab, MASTER_NAME, NODES};
@@ -18,7 +18,6 @@ use crate::junk::FakeSentinel;
 use crate::{again, World};
 
 const WAIT_PROMOTION: &str = "+failover-state-wait-promotion";
-const PROMOTED: &str = "+promoted-slave";
 /// A pass that waited out a silent Sentinel would take its whole
 /// `sentinel_timeout_ms` (300): anything well under it did not.
 const NOT_WAITED_MS: f64 = 150.0;
