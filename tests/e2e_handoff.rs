@@ -62,7 +62,7 @@ fn hook_hands_off_to_watcher(family: Family) {
         programs.version(),
         started.elapsed().as_secs_f64()
     );
-    let scenarios: [(&str, Step<()>); 6] = [
+    let scenarios: [(&str, Step<()>); 7] = [
         (
             "a-unprivileged-hook-answered",
             unprivileged_hook_is_answered,
@@ -75,6 +75,7 @@ fn hook_hands_off_to_watcher(family: Family) {
             "f-stale-and-second-watcher",
             stale_socket_and_second_watcher,
         ),
+        ("g-config-unreadable", config_unreadable_by_the_hook),
     ];
     run_scenarios(lab, &mut (), &scenarios, started);
 }
@@ -278,14 +279,16 @@ fn bad_requests_are_refused(lab: &mut Lab, _: &mut ()) {
     let _ = s.read_to_string(&mut r);
     assert!(r.contains("no request within"), "silent client: {r:?}");
     assert!(t.elapsed() < Duration::from_secs(5));
-    // A peer neither root nor in the group, with the mode loosened by hand:
-    // refused on its credentials (uid 1 is `daemon`).
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Anyone may connect (mode 0666); who is served is decided by the
+    // peer's credentials: uid 1 (`daemon`) is not in control_socket_users.
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "socket mode");
     let o = lab.sv_as(m, Privilege::NoCapsAs(1), &hook_cmd("observer", other, m));
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o660)).unwrap();
-    expect_exit(&o, 2, "hook from a uid outside the group");
+    expect_exit(&o, 2, "hook from a uid not in control_socket_users");
     assert!(
-        stderr(&o).contains("neither root nor in group"),
+        stderr(&o).contains(
+            "uid 1 (daemon) is neither root, the watcher's user, nor in control_socket_users"
+        ),
         "refusal must say why: {}",
         show(&o)
     );
@@ -349,4 +352,44 @@ fn stale_socket_and_second_watcher(lab: &mut Lab, _: &mut ()) {
     );
     assert!(ping(&sock).is_ok(), "the first watcher stopped answering");
     assert_eq!(lab.holders(), vec![m]);
+}
+
+/// (g) The config readable by root alone (it may hold passwords): the
+/// hook, as Sentinel's user, still hands its call to the watcher, found
+/// through `SENTINEL_VIP_CONTROL_SOCKET` (on a packaged host, the default
+/// path); with no watcher it exits 1 saying it cannot act without the
+/// config, touching nothing.
+fn config_unreadable_by_the_hook(lab: &mut Lab, _: &mut ()) {
+    let m = settled(lab);
+    let other = NODES.into_iter().find(|&n| n != m).expect("a replica");
+    let cfg = lab.config_path(m);
+    let sock = lab.control_socket(m);
+    let env = [("SENTINEL_VIP_CONTROL_SOCKET", sock.to_str().unwrap())];
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let restore =
+        || std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = lab.sv_env(m, HARDENED_HOOK, &hook_cmd("observer", other, m), &env);
+    expect_exit(&o, 0, "hook that cannot read the config, watcher up");
+    assert!(
+        stderr(&o).contains("answered by the watcher"),
+        "{}",
+        show(&o)
+    );
+    lab.watcher(m).stop("TERM", Duration::from_secs(5));
+    lab.delete_vip(m);
+    let before = lab.all_addrs();
+    let o = lab.sv_env(m, HARDENED_HOOK, &hook_cmd("observer", other, m), &env);
+    restore();
+    expect_exit(&o, 1, "hook that cannot read the config, no watcher");
+    let last = stderr(&o).lines().last().unwrap_or("").to_string();
+    for want in [
+        sock.to_str().unwrap(),
+        "needs the config",
+        "Permission denied",
+    ] {
+        assert!(last.contains(want), "last line {last:?} lacks {want:?}");
+    }
+    assert_eq!(lab.all_addrs(), before, "addresses changed");
+    start_watcher(lab, m);
+    lab.expect_vip_still_on(m, Duration::from_secs(5), "the watcher back");
 }

@@ -209,14 +209,15 @@ impl Lab {
             .collect::<Vec<_>>()
             .join(", ");
         // The control socket in the lab's own dir (never the host's /run),
-        // in a directory the unprivileged watcher may create it in; group
-        // nogroup is the one `nobody` has, and root may use any.
+        // in a directory the unprivileged watcher may create it in. Hooks
+        // run unprivileged as `nobody`, standing for Sentinel's user; root
+        // may always ask.
         format!(
             "sentinels = [{sentinels}]\n\
              log_file = \"{}\"\n\
              lock_file = \"{}\"\n\
              control_socket = \"{}\"\n\
-             control_socket_group = \"nogroup\"\n\
+             control_socket_users = [\"nobody\"]\n\
              {toml_top}\n\
              [[vip]]\n\
              master = \"{MASTER_NAME}\"\n\

@@ -153,6 +153,17 @@ impl Lab {
 
     /// [`Lab::sv`] as `who`.
     pub fn sv_as<S: AsRef<str>>(&self, n: usize, who: Privilege, args: &[S]) -> Output {
+        self.sv_env(n, who, args, &[])
+    }
+
+    /// [`Lab::sv_as`] with `env` added to the environment.
+    pub fn sv_env<S: AsRef<str>>(
+        &self,
+        n: usize,
+        who: Privilege,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Output {
         self.open_for(n, who);
         Command::new("ip")
             .args(["netns", "exec", &self.ns(n), "timeout", "-k", "2", "60"])
@@ -160,6 +171,7 @@ impl Lab {
             .arg(self.bin())
             .args(args.iter().map(AsRef::as_ref))
             .env("SENTINEL_VIP_CONFIG", self.config_path(n))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("lab: cannot run sentinel-vip on n{n}: {e}"))

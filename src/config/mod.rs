@@ -29,8 +29,11 @@ pub mod defaults {
     pub const LOCK_FILE: &str = "/run/lock/sentinel-vip.lock";
     /// Where the watcher listens for hooks (systemd's `RuntimeDirectory=`).
     pub const CONTROL_SOCKET: &str = "/run/sentinel-vip/control.sock";
-    /// The group Sentinel runs as on Debian and Ubuntu: it may use the socket.
-    pub const CONTROL_GROUP: &str = "redis";
+    /// The users the distributions' Sentinel units run as: Redis' (Debian,
+    /// Ubuntu, RHEL) and Valkey's (Debian 13, Fedora, RHEL 10, Ubuntu).
+    /// Looked up when a hook connects, so a Sentinel package installed
+    /// after the watcher started needs nothing more.
+    pub const CONTROL_USERS: [&str; 2] = ["redis", "valkey"];
     pub const SENTINEL_TIMEOUT: Duration = Duration::from_millis(300);
     pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(1000);
     pub const SENTINEL_LOSS_AFTER: Duration = Duration::from_millis(10_000);
@@ -159,9 +162,13 @@ pub struct Config {
     /// for a pass.
     #[serde(default = "control_socket")]
     pub control_socket: PathBuf,
-    /// Group that may use the socket (mode 0660).
-    #[serde(default = "control_group")]
-    pub control_socket_group: String,
+    /// Users whose hooks may ask for a pass (by `SO_PEERCRED`, the name
+    /// looked up at connect time), besides root and the watcher's own.
+    #[serde(default = "control_users")]
+    pub control_socket_users: Vec<String>,
+    /// A group whose members may ask too (optional; earlier releases
+    /// authorised Sentinel by group alone).
+    pub control_socket_group: Option<String>,
     /// The watcher's timer pass.
     #[serde(
         rename = "reconcile_interval_ms",
@@ -237,8 +244,8 @@ fn lock_file() -> PathBuf {
 fn control_socket() -> PathBuf {
     PathBuf::from(defaults::CONTROL_SOCKET)
 }
-fn control_group() -> String {
-    defaults::CONTROL_GROUP.to_string()
+fn control_users() -> Vec<String> {
+    defaults::CONTROL_USERS.map(String::from).to_vec()
 }
 
 /// `metrics_listen`: an `IP:port` to listen on, with a one-line reason
@@ -248,6 +255,13 @@ fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr
     crate::metrics::validate_listen(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+/// A user or group name as useradd(8) and groupadd(8) take it: 1..=32
+/// bytes of letters, digits, `_`, `-` and `.`, not starting with `-`.
+pub fn valid_account_name(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    !s.is_empty() && s.len() <= 32 && !s.starts_with('-') && s.chars().all(ok)
 }
 
 /// `*_ms` keys: whole milliseconds in the file, a `Duration` in the program.
@@ -261,7 +275,28 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| permanent(format!("config {}: {e}", path.display())))?;
-        Config::parse(&text)
+        Config::from_file(path, &text)
+    }
+
+    /// Like [`Config::load`] for a caller that can do without the config
+    /// (the hook, handing its call to the watcher; `check` as Sentinel's
+    /// user): `Ok(Err(why))` when the file is missing or not readable by
+    /// this user (the config may hold passwords and need only be the
+    /// watcher's); an invalid one is still refused.
+    pub fn load_if_readable(path: &Path) -> anyhow::Result<Result<Config, String>> {
+        use std::io::ErrorKind::{NotFound, PermissionDenied};
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_file(path, &text).map(Ok),
+            Err(e) if matches!(e.kind(), NotFound | PermissionDenied) => {
+                Ok(Err(format!("config {}: {e}", path.display())))
+            }
+            Err(e) => Err(permanent(format!("config {}: {e}", path.display()))),
+        }
+    }
+
+    /// The text of the file at `path`, validated with the files it names.
+    fn from_file(path: &Path, text: &str) -> anyhow::Result<Config> {
+        Config::parse(text)
             .and_then(|c| c.check_commands().map(|()| c))
             .map_err(|e| permanent(format!("config {}: {e}", path.display())))
     }
@@ -377,9 +412,19 @@ impl Config {
                 ),
             ));
         }
-        let g = &self.control_socket_group;
-        let group_char = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
-        if g.is_empty() || g.len() > 32 || g.starts_with('-') || !g.chars().all(group_char) {
+        for u in &self.control_socket_users {
+            if !valid_account_name(u) {
+                return Err(invalid(
+                    "control_socket_users",
+                    format!("`{}` is not a user name", u.escape_debug()),
+                ));
+            }
+        }
+        if let Some(g) = self
+            .control_socket_group
+            .as_ref()
+            .filter(|g| !valid_account_name(g))
+        {
             return Err(invalid(
                 "control_socket_group",
                 format!("`{}` is not a group name", g.escape_debug()),

@@ -36,7 +36,19 @@ fn good_config_parses_with_defaults() {
     assert_eq!(c.sentinel_loss_after, Duration::from_secs(10));
     assert_eq!(c.lock_file, PathBuf::from(defaults::LOCK_FILE));
     assert_eq!(c.control_socket, PathBuf::from(defaults::CONTROL_SOCKET));
-    assert_eq!(c.control_socket_group, "redis");
+    assert_eq!(c.control_socket_users, ["redis", "valkey"]);
+    assert_eq!(c.control_socket_group, None);
+    let g = Config::parse(&format!(
+        "control_socket_group = \"valkey\"\ncontrol_socket_users = []\n{VIP}"
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            g.control_socket_group.as_deref(),
+            g.control_socket_users.len()
+        ),
+        (Some("valkey"), 0)
+    );
     assert!(c.follow_promotion);
     assert_eq!(c.follow_promotion_deadline, Duration::from_secs(3));
     assert_eq!(c.vips_for("cache").next().unwrap().interface, "eth0");
@@ -174,6 +186,16 @@ fn invalid_values_name_the_key() {
             format!("control_socket_group = \"a b\"\n{VIP}"),
             "control_socket_group",
             "not a group",
+        ),
+        (
+            format!("control_socket_users = [\"redis\", \"\"]\n{VIP}"),
+            "control_socket_users",
+            "not a user",
+        ),
+        (
+            format!("control_socket_users = [\"red is\"]\n{VIP}"),
+            "control_socket_users",
+            "not a user",
         ),
         (
             format!("notify_timeout_ms = 0\n{VIP}"),

@@ -3,6 +3,15 @@
 //! peer's credentials, reads one bounded request within a deadline, and
 //! hands hook requests to the watcher's loop. It never runs a pass itself
 //! and never decides where a VIP goes.
+//!
+//! Who may ask is decided per connection from `SO_PEERCRED`, not by file
+//! modes: the socket is 0666, and a peer is served if it is root, the
+//! watcher's own user, one of `control_socket_users` (by the name its uid
+//! has when it connects) or in `control_socket_group`. So the hook works
+//! as whichever user the installed Sentinel unit runs as (`redis`,
+//! `valkey`), including a Sentinel package installed after the watcher
+//! started, and the watcher needs no membership in Sentinel's group.
+//! Refused peers never take one of the served peers' slots.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -20,7 +29,7 @@ use tracing::{info, warn};
 use super::{decode_request, encode, hook_call, Reply, Request, WireError, MAX_MESSAGE};
 use crate::error::permanent;
 use crate::hookargs::HookCall;
-use crate::users::{self, Group};
+use crate::users;
 
 /// A client has this long to send its request: ours sends it at once.
 const READ_DEADLINE: Duration = Duration::from_secs(2);
@@ -28,6 +37,11 @@ const READ_DEADLINE: Duration = Duration::from_secs(2);
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(45);
 /// Sentinel runs at most 16 scripts at once; more than this is not Sentinel.
 const MAX_CLIENTS: usize = 64;
+/// Refused peers being answered at once; more are dropped unanswered.
+const MAX_REFUSALS: usize = 8;
+/// How long a refused peer's request is read (so that the answer is not
+/// lost to a reset) before the refusal is sent.
+const REFUSAL_READ: Duration = Duration::from_millis(100);
 
 /// A hook's request, waiting for the outcome of a pass that began asking
 /// the Sentinels after `at`.
@@ -44,19 +58,14 @@ pub struct HookRequest {
 pub struct Listener {
     listener: UnixListener,
     path: PathBuf,
-    group: Group,
+    users: Vec<String>,
+    group: Option<String>,
     own_uid: u32,
 }
 
-/// Binds `path` for group `group_name`, mode 0660.
-pub fn bind(path: &Path, group_name: &str) -> Result<Listener> {
-    let group = users::group(group_name)
-        .with_context(|| format!("control_socket_group {group_name}"))?
-        .ok_or_else(|| {
-            permanent(format!(
-                "control_socket_group `{group_name}` does not exist (it should be the group Sentinel runs as)"
-            ))
-        })?;
+/// Binds `path`, mode 0666: `users` and `group`'s members may ask (see
+/// the module doc), besides root and the watcher's own user.
+pub fn bind(path: &Path, users: &[String], group: Option<&str>) -> Result<Listener> {
     if let Some(dir) = path.parent().filter(|d| !d.exists()) {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -71,19 +80,18 @@ pub fn bind(path: &Path, group_name: &str) -> Result<Listener> {
     let l = Listener {
         listener,
         path: path.to_path_buf(),
-        group,
+        users: users.to_vec(),
+        group: group.map(str::to_string),
         // SAFETY: geteuid has no preconditions.
         own_uid: unsafe { libc::geteuid() },
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod {}", path.display()))?;
-    std::os::unix::fs::chown(path, None, Some(l.group.gid)).map_err(|e| {
-        anyhow!(
-            "cannot give {} to group {}: {e} (the watcher's user must be a member of that group)",
-            path.display(),
-            l.group.name
-        )
-    })?;
+    if let Some(g) = group {
+        if !matches!(users::group(g), Ok(Some(_))) {
+            warn!(group = %g, "control_socket_group does not exist (yet); its members are looked up at each connection");
+        }
+    }
     Ok(l)
 }
 
@@ -130,6 +138,7 @@ impl Listener {
         refused: Arc<dyn Fn() + Send + Sync>,
     ) {
         let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         let me = Arc::new(self);
         loop {
             let stream = match me.listener.accept().await {
@@ -141,10 +150,23 @@ impl Listener {
                 }
             };
             let (me, tx, refused) = (me.clone(), tx.clone(), refused.clone());
+            let peer = match me.peer(&stream) {
+                Ok(p) => p,
+                Err(why) => {
+                    refused();
+                    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse(stream, why).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
+            };
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     tokio::spawn(async move {
-                        if !me.handle(stream, tx).await {
+                        if !me.handle(stream, peer, tx).await {
                             refused();
                         }
                         drop(permit);
@@ -161,19 +183,13 @@ impl Listener {
         }
     }
 
-    /// Answers one client; false when its request was refused.
-    async fn handle<T: From<HookRequest>>(
-        &self,
-        mut stream: UnixStream,
-        tx: mpsc::Sender<T>,
-    ) -> bool {
-        let peer = match stream.peer_cred() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "control socket: no peer credentials");
-                return false;
-            }
-        };
+    /// Who the peer is (`uid N (name) pid P`, for the log), if it may ask;
+    /// else the refusal's one line.
+    fn peer(&self, stream: &UnixStream) -> Result<String, String> {
+        let peer = stream.peer_cred().map_err(|e| {
+            warn!(error = %e, "control socket: no peer credentials");
+            format!("no peer credentials: {e}")
+        })?;
         let name = users::user_name(peer.uid());
         let who = format!(
             "uid {} ({}) pid {}",
@@ -181,29 +197,47 @@ impl Listener {
             name.as_deref().unwrap_or("?"),
             peer.pid().map_or("?".into(), |p| p.to_string())
         );
-        // The request is read (bounded) before any answer, refusals
-        // included: closing on unread data would reset the connection
-        // and lose the answer.
-        let request = match timeout(READ_DEADLINE, read_request(&mut stream)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no request within {} s", READ_DEADLINE.as_secs())),
+        // Looked up now, not at bind: the group may be created later.
+        let group = self
+            .group
+            .as_deref()
+            .and_then(|g| users::group(g).ok().flatten());
+        let allowed = users::Allowed {
+            users: &self.users,
+            group: group.as_ref(),
         };
-        if !users::peer_allowed(
+        if users::peer_allowed(
             peer.uid(),
             peer.gid(),
             name.as_deref(),
             self.own_uid,
-            &self.group,
+            &allowed,
         ) {
-            warn!(peer = %who, group = %self.group.name, "control socket: peer refused");
-            let why = format!(
-                "uid {} is neither root nor in group {}",
-                peer.uid(),
-                self.group.name
-            );
-            answer(stream, Reply::new(2, why)).await;
-            return false;
+            return Ok(who);
         }
+        warn!(peer = %who, users = ?self.users, group = ?self.group, "control socket: peer refused");
+        let mut why = format!(
+            "uid {} ({}) is neither root, the watcher's user, nor in control_socket_users",
+            peer.uid(),
+            name.as_deref().unwrap_or("no name")
+        );
+        if let Some(g) = &self.group {
+            why.push_str(&format!(" or group {g}"));
+        }
+        Err(why)
+    }
+
+    /// Answers one client; false when its request was refused.
+    async fn handle<T: From<HookRequest>>(
+        &self,
+        mut stream: UnixStream,
+        who: String,
+        tx: mpsc::Sender<T>,
+    ) -> bool {
+        let request = match timeout(READ_DEADLINE, read_request(&mut stream)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no request within {} s", READ_DEADLINE.as_secs())),
+        };
         let request = match request {
             Ok(r) => r,
             Err(e) => {
@@ -281,6 +315,14 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, WireError> {
         }
     }
     decode_request(&buf)
+}
+
+/// Refuses a peer: its request is read for a moment (unread data would
+/// reset the connection and lose the answer), never decoded.
+async fn refuse(mut stream: UnixStream, why: String) {
+    let mut sink = [0u8; MAX_MESSAGE];
+    let _ = timeout(REFUSAL_READ, stream.read(&mut sink)).await;
+    answer(stream, Reply::new(2, why)).await;
 }
 
 async fn answer(mut stream: UnixStream, reply: Reply) {

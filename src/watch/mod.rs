@@ -105,8 +105,12 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     let (tx, mut rx) = mpsc::channel(4096);
     // Bound before the first pass: a hook that arrives meanwhile waits in
     // the queue instead of finding no watcher.
-    let control = server::bind(&cfg.control_socket, &cfg.control_socket_group)?;
-    info!(socket = %control.path().display(), group = %cfg.control_socket_group, "control socket ready");
+    let control = server::bind(
+        &cfg.control_socket,
+        &cfg.control_socket_users,
+        cfg.control_socket_group.as_deref(),
+    )?;
+    info!(socket = %control.path().display(), users = ?cfg.control_socket_users, group = ?cfg.control_socket_group, "control socket ready");
     let metrics = Arc::new(Metrics::new());
     let counted = metrics.clone();
     let control = tokio::spawn(control.serve(
@@ -385,10 +389,15 @@ impl Watcher {
             Ok(engine) => {
                 info!(path = %self.path.display(), vips = engine.cfg.vip.len(), "SIGHUP: config reloaded");
                 let old = &self.engine.cfg;
-                if (&old.control_socket, &old.control_socket_group)
-                    != (&engine.cfg.control_socket, &engine.cfg.control_socket_group)
-                {
-                    warn!("SIGHUP: control_socket and its group change at the next restart");
+                let who = |c: &Config| {
+                    (
+                        c.control_socket.clone(),
+                        c.control_socket_users.clone(),
+                        c.control_socket_group.clone(),
+                    )
+                };
+                if who(old) != who(&engine.cfg) {
+                    warn!("SIGHUP: control_socket and who may use it change at the next restart");
                 }
                 self.state.reload(engine.cfg.announce.clone());
                 // Promotions under way are dropped: the next pass follows the
