@@ -1,17 +1,20 @@
 //! Hook mode: Sentinel's `client-reconfig-script`. Validates the seven
 //! arguments, then hands the call to the watcher over its control socket
-//! (under a hardened Sentinel the hook holds no privilege), or, with no
-//! watcher and both capabilities, runs the pass itself. Either way the pass
+//! (under a hardened Sentinel the hook holds no privilege, and need not be
+//! able to read the config), or, with no watcher, the config and both
+//! capabilities, runs the pass itself. Either way the pass
 //! converges to what the Sentinels say *now* (a retried call can arrive
 //! hours late), falling back to the arguments only when no Sentinel
 //! answers. Exit codes are Sentinel's: 0 done, 1 retry, 2 never.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use tracing::{info, warn};
 
+use crate::config::defaults::CONTROL_SOCKET;
 use crate::config::{Config, VipConfig};
 use crate::control::{client, server::ANSWER_DEADLINE, Request};
 use crate::decide::Master;
@@ -20,33 +23,31 @@ use crate::error::{exit_code, one_line, permanent};
 use crate::hookargs::{self, HookCall};
 use crate::lock;
 
-pub async fn run(
-    args: &[OsString],
-    config: Result<Config>,
-    log: crate::logging::Format,
-) -> Result<()> {
+pub async fn run(args: &[OsString], path: &Path, log: crate::logging::Format) -> Result<()> {
     let t0 = Instant::now();
     // Arguments first: bad ones are refused before anything is read or touched.
     let call = hookargs::parse(args).map_err(|e| permanent(format!("hook: {e}")))?;
-    let cfg = config?;
-    crate::logging::init(log, cfg.log_file.as_deref());
-    let vips: Vec<VipConfig> = cfg.vips_for(&call.master).cloned().collect();
-    if vips.is_empty() {
-        info!(master = %call.master, "hook: master not configured here; nothing to do");
-        return Ok(());
+    // The config is read when this user may (an invalid one is refused),
+    // but a hook that hands off needs none of it: under the packaged
+    // layout only the watcher may read it (it may hold passwords), and the
+    // watcher knows which masters it keeps.
+    let cfg = Config::load_if_readable(path)?;
+    crate::logging::init(log, cfg.as_ref().ok().and_then(|c| c.log_file.as_deref()));
+    let socket = control_socket(cfg.as_ref().ok());
+    let socket = socket.as_path();
+    if let Ok(c) = &cfg {
+        if !c.has_master(&call.master) {
+            info!(master = %call.master, "hook: master not configured here; nothing to do");
+            return Ok(());
+        }
     }
     // Sentinel's call, as received (valid UTF-8: parsed above), for the
     // watcher to validate again.
-    let args = args
+    let wire = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let handed = client::request(
-        &cfg.control_socket,
-        &Request::Hook { args },
-        ANSWER_DEADLINE,
-    )
-    .await;
+    let handed = client::request(socket, &Request::Hook { args: wire }, ANSWER_DEADLINE).await;
     let why_direct = match handed {
         Ok(reply) => {
             info!(
@@ -60,18 +61,38 @@ pub async fn run(
                 _ => Err(permanent(format!("watcher: {}", reply.message))),
             };
         }
-        Err(f) => format!("{} on {}", f, cfg.control_socket.display()),
+        Err(f) => format!("{} on {}", f, socket.display()),
     };
+    // Transient from here on: Sentinel retries, and the watcher may be
+    // back by then.
+    let cfg = cfg.map_err(|unreadable| {
+        anyhow!("hook: {why_direct}, and without the watcher it needs the config ({unreadable}); start sentinel-vip.service")
+    })?;
     let missing = crate::caps::missing();
     if !missing.is_empty() {
-        // Transient: Sentinel retries, and the watcher may be back by then.
         return Err(anyhow!(
             "hook: {why_direct}, and this process lacks {} to act itself; start sentinel-vip.service",
             missing.join(" and ")
         ));
     }
     info!(master = %call.master, why = %why_direct, "hook: acting itself");
+    let vips: Vec<VipConfig> = cfg.vips_for(&call.master).cloned().collect();
     direct(call, cfg, vips, t0).await
+}
+
+/// The environment variable that names the watcher's socket for a hook
+/// (and `check`), before the config's `control_socket`.
+pub const SOCKET_ENV: &str = "SENTINEL_VIP_CONTROL_SOCKET";
+
+/// Where a hook finds the watcher: `$SENTINEL_VIP_CONTROL_SOCKET`, else
+/// the config's `control_socket` if this user may read the config, else
+/// the default, which is where the packaged watcher listens.
+pub fn control_socket(cfg: Option<&Config>) -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| cfg.map(|c| c.control_socket.clone()))
+        .unwrap_or_else(|| PathBuf::from(CONTROL_SOCKET))
 }
 
 /// `TO_IP:TO_PORT` of a call, for the log.

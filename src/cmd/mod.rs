@@ -31,7 +31,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<()> {
     let named = cli.config.is_some() || std::env::var_os("SENTINEL_VIP_CONFIG").is_some();
     let logged = |cfg: &Config| crate::logging::init(cli.log_format, cfg.log_file.as_deref());
     match cli.command {
-        Command::Hook { args } => crate::hook::run(&args, config(), cli.log_format).await,
+        Command::Hook { args } => crate::hook::run(&args, &path, cli.log_format).await,
         Command::Vip(v) => vip::run(v, optional_config(named, &path)?).await,
         Command::Announce {
             addr,
@@ -47,7 +47,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<()> {
             logged(&cfg);
             reconcile::run(cfg).await
         }
-        Command::Check => check::run(config()).await,
+        Command::Check => check::run(&path).await,
         Command::Status(j) => status::run(config()?, j.json).await,
         Command::Watch => {
             let cfg = config()?;

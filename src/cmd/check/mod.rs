@@ -1,26 +1,49 @@
-//! `check`: the config, the interfaces, the Sentinels, and which path a
-//! hook takes on this host (the watcher's socket, or its own
-//! capabilities). Prints one line per finding; non-zero on any problem.
-//! It only reads.
+//! `check`: the config, the interfaces, the Sentinels, which path a hook
+//! takes on this host (the watcher's socket, or its own capabilities), and
+//! the Sentinel units that run hooks here. Prints one line per finding;
+//! non-zero on any problem. It only reads.
 
+mod unit_file;
+mod units;
+
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::config::Config;
+use crate::config::{defaults, Config};
 use crate::control::{client, Request};
 use crate::decide::Presence;
 use crate::engine::Engine;
+use units::Level;
 
-pub(super) async fn run(config: Result<Config>) -> Result<()> {
-    let cfg = config?;
-    println!(
-        "ok   config: {} VIP(s), {} Sentinel(s)",
-        cfg.vip.len(),
-        cfg.sentinels.len()
-    );
+pub(super) async fn run(path: &Path) -> Result<()> {
     let mut bad = Vec::new();
-    hook_path(&cfg, &mut bad).await;
+    // Sentinel's user may not read the config (it may hold passwords):
+    // the hook needs none of it to hand off, and neither does this part.
+    let cfg = match Config::load_if_readable(path) {
+        Ok(Ok(cfg)) => {
+            println!(
+                "ok   config: {} VIP(s), {} Sentinel(s)",
+                cfg.vip.len(),
+                cfg.sentinels.len()
+            );
+            Some(cfg)
+        }
+        Ok(Err(unreadable)) => {
+            println!("note {unreadable}: the watcher's only (hooks hand off without it); the checks that need it are skipped");
+            None
+        }
+        Err(e) => {
+            bad.push(crate::error::one_line(&e));
+            None
+        }
+    };
+    hook_path(cfg.as_ref(), &mut bad).await;
+    sentinel_units(cfg.as_ref(), &mut bad);
+    let Some(cfg) = cfg else {
+        return report(bad);
+    };
     let engine = Engine::new(cfg)?;
     let names = engine.cfg.masters();
     let view = engine.gather(&names).await?;
@@ -70,6 +93,11 @@ pub(super) async fn run(config: Result<Config>) -> Result<()> {
             ));
         }
     }
+    report(bad)
+}
+
+/// The problems found, one FAIL line each; an error naming them all.
+fn report(bad: Vec<String>) -> Result<()> {
     for b in &bad {
         println!("FAIL {b}");
     }
@@ -120,17 +148,14 @@ fn source_note(
 }
 
 /// Which path a hook run like this process would take: the watcher's
-/// socket if a watcher answers, else its own capabilities.
-async fn hook_path(cfg: &Config, bad: &mut Vec<String>) {
+/// socket if a watcher answers, else its own capabilities (with a
+/// readable config).
+async fn hook_path(cfg: Option<&Config>, bad: &mut Vec<String>) {
     let missing = crate::caps::missing();
-    let sock = cfg.control_socket.display();
-    let ping = client::request(
-        &cfg.control_socket,
-        &Request::Ping {},
-        Duration::from_secs(2),
-    )
-    .await;
-    match (ping, missing.is_empty()) {
+    let socket = crate::hook::control_socket(cfg);
+    let sock = socket.display();
+    let ping = client::request(&socket, &Request::Ping {}, Duration::from_secs(2)).await;
+    match (ping, missing.is_empty() && cfg.is_some()) {
         (Ok(r), _) => {
             println!(
                 "ok   hook: hands its call to the watcher on {sock} ({})",
@@ -146,10 +171,37 @@ async fn hook_path(cfg: &Config, bad: &mut Vec<String>) {
         (Err(f), true) => println!(
             "ok   hook: {f} on {sock}; the hook acts itself with CAP_NET_ADMIN and CAP_NET_RAW"
         ),
-        (Err(f), false) => bad.push(format!(
+        (Err(f), false) if !missing.is_empty() => bad.push(format!(
             "hook: {f} on {sock} and this process lacks {}: hooks exit 1 until the watcher runs",
             missing.join(" and ")
         )),
+        (Err(f), false) => bad.push(format!(
+            "hook: {f} on {sock} and the config is unreadable here: hooks exit 1 until the watcher runs"
+        )),
+    }
+}
+
+/// The Sentinel units on this host, as the watcher configured here (or
+/// by default) would serve their hooks.
+fn sentinel_units(cfg: Option<&Config>, bad: &mut Vec<String>) {
+    let default_users = defaults::CONTROL_USERS.map(String::from);
+    let socket = crate::hook::control_socket(cfg);
+    let hook = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| "/usr/lib/sentinel-vip/sentinel-vip".into());
+    let w = units::Watcher {
+        socket: &socket,
+        users: cfg.map_or(&default_users[..], |c| &c.control_socket_users),
+        group: cfg.and_then(|c| c.control_socket_group.as_deref()),
+        masters: cfg.map(Config::masters),
+        hook,
+    };
+    for (level, text) in units::findings(&w) {
+        match level {
+            Level::Ok => println!("ok   {text}"),
+            Level::Note => println!("note {text}"),
+            Level::Fail => bad.push(text),
+        }
     }
 }
 
