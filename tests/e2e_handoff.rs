@@ -3,7 +3,7 @@
 //! `nobody` with no capability (as Debian's redis-sentinel.service runs it)
 //! and the watchers as `nobody` with only CAP_NET_ADMIN and CAP_NET_RAW.
 //! Judged by the kernel's addresses, exit codes and both sides' logs; once
-//! with Redis' servers and once with Valkey's.
+//! on each server build the lab runs (Redis 7.0 and 8.0, Valkey 8.1 and 9).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -37,6 +37,16 @@ fn hook_hands_off_to_watcher_redis() {
 #[test]
 fn hook_hands_off_to_watcher_valkey() {
     hook_hands_off_to_watcher(Family::Valkey);
+}
+
+#[test]
+fn hook_hands_off_to_watcher_redis8() {
+    hook_hands_off_to_watcher(Family::Redis8);
+}
+
+#[test]
+fn hook_hands_off_to_watcher_valkey9() {
+    hook_hands_off_to_watcher(Family::Valkey9);
 }
 
 /// Every scenario, in order, on one lab running `family`'s servers.

@@ -1,7 +1,8 @@
 //! End-to-end tests of hook mode: sentinel-vip as Sentinel's
 //! `client-reconfig-script`, in a lab of network namespaces with real Redis
-//! and Sentinel processes (the `sentinel-vip-lab` crate, lab/), once with
-//! Redis' and once with Valkey's.
+//! and Sentinel processes (the `sentinel-vip-lab` crate, lab/), on each server
+//! build the lab runs (Debian 12's and 13's Redis, Debian 13's and
+//! testing's Valkey).
 //!
 //! Building the lab is the slow part, so one test builds it once and runs
 //! every scenario against it in order; each scenario is isolated with
@@ -33,6 +34,16 @@ fn hook_mode_end_to_end_redis() {
 #[test]
 fn hook_mode_end_to_end_valkey() {
     hook_mode_end_to_end(Family::Valkey);
+}
+
+#[test]
+fn hook_mode_end_to_end_redis8() {
+    hook_mode_end_to_end(Family::Redis8);
+}
+
+#[test]
+fn hook_mode_end_to_end_valkey9() {
+    hook_mode_end_to_end(Family::Valkey9);
 }
 
 /// Every scenario, in order, on one lab running `family`'s servers.

@@ -52,7 +52,7 @@ fn debian_package_under_booted_systemd() {
     let started = Instant::now();
     let deb = find_deb();
     let t = Instant::now();
-    let tarball = container::rootfs_tarball(&ROOTFS_PACKAGES);
+    let tarball = container::rootfs_tarball(&container::BOOKWORM, &ROOTFS_PACKAGES);
     eprintln!(
         "root file system {} ready in {:.1} s",
         tarball.display(),

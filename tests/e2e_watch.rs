@@ -1,6 +1,6 @@
 //! End-to-end tests of watch mode: one `sentinel-vip watch` per node, run
 //! as `nobody` with only CAP_NET_ADMIN and CAP_NET_RAW, in the namespace lab
-//! with real Redis and Sentinel, once with Redis' and once with Valkey's.
+//! with real Redis and Sentinel, on each server build the lab runs.
 //! Sentinel's reconfig script is off, so every move seen here is the
 //! watchers' doing.
 
@@ -22,6 +22,16 @@ fn watch_mode_end_to_end_redis() {
 #[test]
 fn watch_mode_end_to_end_valkey() {
     watch_mode_end_to_end(Family::Valkey);
+}
+
+#[test]
+fn watch_mode_end_to_end_redis8() {
+    watch_mode_end_to_end(Family::Redis8);
+}
+
+#[test]
+fn watch_mode_end_to_end_valkey9() {
+    watch_mode_end_to_end(Family::Valkey9);
 }
 
 /// Every scenario, in order, on one lab running `family`'s servers.

@@ -1,6 +1,6 @@
 //! The throwaway network lab of sentinel-vip's end-to-end tests, chaos
 //! suite, demo and benchmark: real `redis-server` and `redis-sentinel` (or
-//! Valkey's, see [`Family`]) and sentinel-vip in network namespaces,
+//! Debian 13's and testing's Redis and Valkey builds, see [`Family`]) and sentinel-vip in network namespaces,
 //! judged from outside by kernel addresses, captured frames, the client's
 //! neighbour table and client writes. It must not depend on the product crate: it drives the binary.
 //!
@@ -19,8 +19,8 @@ mod lab;
 mod options;
 mod process;
 mod sentinel;
+mod servers;
 mod topology;
-mod valkey;
 
 mod converge;
 mod fault;

@@ -46,49 +46,72 @@ impl Default for LabOptions {
     }
 }
 
-/// A server family the lab can run: the same protocol, the same Sentinel,
+/// A server build the lab can run: the same protocol, the same Sentinel,
 /// the same `client-reconfig-script`; only the programs differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// Debian's `redis-server`, `redis-sentinel`, `redis-cli`, from PATH.
+    /// Debian 12's `redis-server`, `redis-sentinel`, `redis-cli` (7.0), from PATH.
     Redis,
-    /// The pinned build `scripts/valkey.sh` installs (see `crate::valkey`).
+    /// Debian 13's Redis 8.0 packages (see `crate::servers`).
+    Redis8,
+    /// Debian 13's Valkey 8.1 packages.
     Valkey,
+    /// Debian testing's Valkey 9 packages.
+    Valkey9,
 }
 
-impl Family {
-    /// Every family the suite proves, Redis first.
-    pub const ALL: [Family; 2] = [Family::Redis, Family::Valkey];
+/// The Debian 13 packages the lab's Redis 8 and Valkey 8.1 come from.
+const TRIXIE_SERVERS: [&str; 2] = ["redis-server", "valkey-server"];
+/// The Debian testing packages its Valkey 9 comes from.
+const FORKY_SERVERS: [&str; 1] = ["valkey-server"];
 
-    /// `redis` or `valkey`: how tests, rows and filters name it.
+impl Family {
+    /// Every build the suite proves, Debian 12's Redis first.
+    pub const ALL: [Family; 4] = [
+        Family::Redis,
+        Family::Redis8,
+        Family::Valkey,
+        Family::Valkey9,
+    ];
+
+    /// How tests, rows and filters name it: `redis`, `redis8`, `valkey`,
+    /// `valkey9`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Redis => "redis",
+            Family::Redis8 => "redis8",
             Family::Valkey => "valkey",
+            Family::Valkey9 => "valkey9",
         }
     }
 
-    /// Its programs. Panics, saying why, when Valkey cannot be had: a
-    /// test asked to run against it must fail, never fall back to Redis.
-    pub fn programs(self) -> Programs {
+    /// Where its packages come from, for reports: "Debian 13".
+    pub fn source(self) -> &'static str {
         match self {
-            Family::Redis => Programs::REDIS,
-            Family::Valkey => {
-                let (server, cli) = crate::valkey::binaries().unwrap_or_else(|e| {
-                    panic!(
-                        "lab: cannot run Valkey: {e} \
-                         (make deps installs it; SENTINEL_VIP_SKIP_E2E=1 skips e2e tests)"
-                    )
-                });
-                Programs {
-                    family: self,
-                    server,
-                    // Valkey ships no separate Sentinel binary.
-                    sentinel: server,
-                    sentinel_mode: &["--sentinel"],
-                    cli,
-                }
-            }
+            Family::Redis => "Debian 12",
+            Family::Redis8 | Family::Valkey => "Debian 13",
+            Family::Valkey9 => "Debian testing",
+        }
+    }
+
+    /// Its programs. Panics, saying why, when they cannot be had: a test
+    /// asked to run against a build must fail, never fall back to another.
+    pub fn programs(self) -> Programs {
+        let (suite, packages, prefix): (_, &[&str], _) = match self {
+            Family::Redis => return Programs::REDIS,
+            Family::Redis8 => (&crate::container::TRIXIE, &TRIXIE_SERVERS, "redis"),
+            Family::Valkey => (&crate::container::TRIXIE, &TRIXIE_SERVERS, "valkey"),
+            Family::Valkey9 => (&crate::container::FORKY, &FORKY_SERVERS, "valkey"),
+        };
+        let b = crate::servers::debian(suite, packages, prefix);
+        Programs {
+            family: self,
+            server: b.server,
+            // Sentinel mode of the server binary (what the packages'
+            // `*-sentinel` links run).
+            sentinel: b.server,
+            sentinel_mode: &["--sentinel"],
+            cli: b.cli,
         }
     }
 }

@@ -257,12 +257,27 @@ impl Lab {
                 ));
             }
             let peers = self.sentinel_json(n, &["SENTINEL", "sentinels", MASTER_NAME])?;
+            // Healthy peers: `master_down` is only the vote that peer gave
+            // on an earlier master (Valkey 9 keeps it after the failover).
             let known = entries(&peers)
                 .iter()
-                .filter(|p| field(p, "flags") == "sentinel")
+                .filter(|p| {
+                    let flags: Vec<&str> = field(p, "flags").split(',').collect();
+                    flags.contains(&"sentinel")
+                        && !flags
+                            .iter()
+                            .any(|f| matches!(*f, "s_down" | "o_down" | "disconnected"))
+                })
                 .count();
             if known != 2 {
-                return Err(format!("sentinel n{n} knows {known} other sentinels"));
+                let seen: Vec<String> = entries(&peers)
+                    .iter()
+                    .map(|p| format!("{} [{}]", field(p, "ip"), field(p, "flags")))
+                    .collect();
+                return Err(format!(
+                    "sentinel n{n} knows {known} other sentinels: {}",
+                    seen.join(", ")
+                ));
             }
             masters.push(master);
         }

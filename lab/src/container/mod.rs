@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use cleanup::{cgroup_pids, ns_pid_is_1, remove_cgroups, unmount_under};
 pub use cleanup::{leftovers, reap_stale};
-pub use rootfs::{debian_mirror, rootfs_tarball, SUITE};
+pub use rootfs::{
+    debian_mirror, rootfs_tarball, rootfs_tarball_with, Suite, BOOKWORM, DOWNLOADS, FORKY, TRIXIE,
+};
 
 /// Cgroup directory names start with this, then `.<owner pid>.<name>`.
 const CGROUP_PREFIX: &str = "sentinel-vip-ct";

@@ -1,7 +1,9 @@
-//! The containers' root file system: a debootstrap (minbase) of Debian
-//! [`SUITE`] plus the packages a test names, cached as a tarball under
-//! /var/cache so that only the first run downloads anything. Owns the cache
-//! and its lock; boots nothing.
+//! Debian root file systems: a debootstrap (minbase) of a [`Suite`] plus
+//! the packages a caller names, and optionally further packages only
+//! downloaded (their dependencies installed) so that a test can install
+//! them later without a network. Cached as a tarball under /var/cache so
+//! that only the first run downloads anything. Owns the cache and its
+//! lock; boots nothing and runs nothing from the root.
 
 use std::fs;
 use std::path::PathBuf;
@@ -10,22 +12,63 @@ use std::time::Instant;
 
 use super::check_tools;
 
-/// Debian release the container runs (the issue's target: Debian 12).
-pub const SUITE: &str = "bookworm";
-const CACHE_DIR: &str = "/var/cache/sentinel-vip-test";
+/// A Debian release to bootstrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suite {
+    pub name: &'static str,
+    /// Its version, as people name it ("12", "13", "testing").
+    pub version: &'static str,
+    /// The debootstrap script, when the host's debootstrap has none of the
+    /// suite's own name (a newer testing release bootstraps like sid).
+    script: Option<&'static str>,
+}
 
-/// The cached root file system for `packages` (debootstrap minbase of
-/// [`SUITE`] plus those), built when missing. The tarball is keyed by the
-/// suite and package list, built under a lock so that concurrent runs build
+/// Debian 12, the host's own release.
+pub const BOOKWORM: Suite = Suite {
+    name: "bookworm",
+    version: "12",
+    script: None,
+};
+/// Debian 13, the current stable release.
+pub const TRIXIE: Suite = Suite {
+    name: "trixie",
+    version: "13",
+    script: None,
+};
+/// Debian testing (14 to be).
+pub const FORKY: Suite = Suite {
+    name: "forky",
+    version: "testing",
+    script: Some("sid"),
+};
+
+const CACHE_DIR: &str = "/var/cache/sentinel-vip-test";
+/// Where the downloaded-only packages are, inside the root.
+pub const DOWNLOADS: &str = "/var/tmp/sentinel-vip-debs";
+
+/// The cached root file system of `suite` with `packages` installed, built
+/// when missing.
+pub fn rootfs_tarball(suite: &Suite, packages: &[&str]) -> PathBuf {
+    rootfs_tarball_with(suite, packages, &[])
+}
+
+/// Like [`rootfs_tarball`], and with `downloads` as .deb files in
+/// [`DOWNLOADS`] inside the root, their dependencies installed, so that
+/// `apt install` of them needs no network. The tarball is keyed by the
+/// suite and both lists, built under a lock so that concurrent runs build
 /// it once, and renamed into place only when complete.
-pub fn rootfs_tarball(packages: &[&str]) -> PathBuf {
-    check_tools(&["debootstrap", "tar", "flock"]);
-    let mut pkgs: Vec<&str> = packages.to_vec();
-    pkgs.sort_unstable();
-    pkgs.dedup();
-    let list = pkgs.join(",");
-    let key = fnv1a(format!("{SUITE} {list}").as_bytes());
-    let tarball = PathBuf::from(CACHE_DIR).join(format!("rootfs-{SUITE}-{key:016x}.tar"));
+pub fn rootfs_tarball_with(suite: &Suite, packages: &[&str], downloads: &[&str]) -> PathBuf {
+    check_tools(&["debootstrap", "tar", "flock", "chroot"]);
+    let sorted = |l: &[&str]| {
+        let mut v = l.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v.join(",")
+    };
+    let (list, dl) = (sorted(packages), sorted(downloads));
+    let suite_name = suite.name;
+    let key = fnv1a(format!("{suite_name} {list} {dl}").as_bytes());
+    let tarball = PathBuf::from(CACHE_DIR).join(format!("rootfs-{suite_name}-{key:016x}.tar"));
     if tarball.is_file() {
         return tarball;
     }
@@ -34,13 +77,16 @@ pub fn rootfs_tarball(packages: &[&str]) -> PathBuf {
         .unwrap_or_else(|e| panic!("container: cannot create {CACHE_DIR}: {e}"));
     let t = Instant::now();
     eprintln!(
-        "container: building the {SUITE} root file system from {mirror} (once; cached as {})",
+        "container: building the {suite_name} root file system from {mirror} (once; cached as {})",
         tarball.display()
     );
     // A failed build leaves no mounts (debootstrap mounts /proc and /sys in
-    // its target) and no half-written tarball.
+    // its target) and no half-written tarball. Packages only downloaded:
+    // what `apt-get install` would add for them is installed now (services
+    // are never started in the root: debootstrap's and our policy-rc.d),
+    // then the packages themselves are fetched with `apt-get download`.
     let script = r#"set -eu
-tar=$1 mirror=$2 pkgs=$3 suite=$4
+tar=$1 mirror=$2 pkgs=$3 suite=$4 script=$5 downloads=$6 dldir=$7
 [ -s "$tar" ] && exit 0
 work=$(mktemp -d "${tar%/*}/build.XXXXXX")
 cleanup() {
@@ -48,14 +94,39 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
-if ! debootstrap --variant=minbase --include="$pkgs" "$suite" "$work/root" "$mirror" >"$work/log" 2>&1; then
+if ! debootstrap --variant=minbase --include="$pkgs" "$suite" "$work/root" "$mirror" $script >"$work/log" 2>&1; then
   tail -n 30 "$work/log" >&2
   exit 1
+fi
+if [ -n "$downloads" ]; then
+  r=$work/root
+  want=$(echo "$downloads" | tr ',' ' ')
+  printf '#!/bin/sh
+exit 101
+' > "$r/usr/sbin/policy-rc.d"
+  chmod 755 "$r/usr/sbin/policy-rc.d"
+  deps=$(chroot "$r" apt-get install -s -y --no-install-recommends $want | awk '/^Inst /{print $2}' | grep -vxF "$(echo "$downloads" | tr ',' '
+')" || true)
+  if [ -n "$deps" ] && ! chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $deps >"$work/log" 2>&1; then
+    tail -n 30 "$work/log" >&2
+    exit 1
+  fi
+  mkdir -p "$r$dldir"
+  if ! chroot "$r" sh -c "cd $dldir && apt-get download $want" >"$work/log" 2>&1; then
+    tail -n 30 "$work/log" >&2
+    exit 1
+  fi
+  rm -f "$r/usr/sbin/policy-rc.d"
+  chroot "$r" apt-get clean
 fi
 tar -C "$work/root" --numeric-owner --xattrs -cf "$work/rootfs.tar" .
 mv "$work/rootfs.tar" "$tar"
 "#;
     let lock = PathBuf::from(CACHE_DIR).join("build.lock");
+    let script_path = suite
+        .script
+        .map(|s| format!("/usr/share/debootstrap/scripts/{s}"))
+        .unwrap_or_default();
     // -o: only flock holds the lock, so that a debootstrap child outliving
     // a killed run cannot keep it.
     let o = Command::new("flock")
@@ -63,18 +134,25 @@ mv "$work/rootfs.tar" "$tar"
         .arg(&lock)
         .args(["sh", "-c", script, "sh"])
         .arg(&tarball)
-        .args([mirror.as_str(), list.as_str(), SUITE])
+        .args([
+            mirror.as_str(),
+            list.as_str(),
+            suite_name,
+            &script_path,
+            &dl,
+            DOWNLOADS,
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("container: cannot run flock/debootstrap: {e}"));
     assert!(
         o.status.success() && tarball.is_file(),
-        "container: cannot build the {SUITE} root file system with debootstrap from {mirror} ({}): {}",
+        "container: cannot build the {suite_name} root file system with debootstrap from {mirror} ({}): {}",
         o.status,
         String::from_utf8_lossy(&o.stderr).trim()
     );
     eprintln!(
-        "container: root file system built in {:.1} s",
+        "container: {suite_name} root file system built in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     tarball
