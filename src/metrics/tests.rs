@@ -75,7 +75,13 @@ fn one_pass() -> Metrics {
 fn exposition_has_every_metric() {
     let t = one_pass().encode();
     let rows: &[(String, f64)] = &[
-        (r#"sentinel_vip_build_info{version="0.1.0"}"#.into(), 1.0),
+        (
+            format!(
+                r#"sentinel_vip_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
         (format!("sentinel_vip_held{V4}"), 1.0),
         (format!("sentinel_vip_held{V6}"), 0.0),
         (
