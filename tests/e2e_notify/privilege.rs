@@ -2,7 +2,8 @@
 //! started by hand as the unit runs it (nobody, with CAP_NET_ADMIN and
 //! CAP_NET_RAW as ambient capabilities, no_new_privs set by setpriv).
 //! Judged by the command's own record of /proc/$$/status, `id` and its
-//! environment (lab/src/held.rs).
+//! environment (lab/src/held.rs); and what `check` says of the watcher's
+//! privileges, as the unit runs it and as root.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sentinel_vip_lab::held::{Held, SCRIPT};
+use sentinel_vip_lab::suite::show;
 use sentinel_vip_lab::{wait_until, Lab, Privilege, NODES};
 
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc/PID/status prints them.
@@ -84,4 +86,41 @@ pub fn commands_hold_no_privilege<C>(lab: &mut Lab, _: &mut C) {
     );
     assert_eq!(held.env["GREETING"], "two words", "notify_env");
     assert_eq!(held.env["SENTINEL_VIP_ACTION"], "acquire");
+    check_warns_of_a_root_watcher(lab, h);
+}
+
+/// `check` says nothing of the watcher's privileges while it runs as the
+/// unit runs it, and warns (exit unchanged) once a root watcher answers.
+fn check_warns_of_a_root_watcher(lab: &mut Lab, h: usize) {
+    let check = |lab: &Lab| {
+        let o = lab.sv(h, &["check"]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "check on n{h}: {}", show(&o));
+        out.lines()
+            .filter(|l| l.starts_with("warn"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        check(lab),
+        Vec::<String>::new(),
+        "n{h}, watcher as nobody with two caps"
+    );
+    lab.watcher(h).stop("TERM", Duration::from_secs(5));
+    lab.start_watcher(h, Privilege::Root);
+    let answered = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        String::from_utf8_lossy(&lab.sv(h, &["check"]).stdout).contains("hands its call")
+    });
+    assert!(answered, "the root watcher on n{h} does not answer");
+    let pid = lab.watcher(h).pid().expect("the root watcher");
+    let warns = check(lab);
+    eprintln!("  f: check with a root watcher: {warns:?}");
+    let root = format!("warn watcher (pid {pid}) runs as root");
+    assert!(warns.iter().any(|l| l.starts_with(&root)), "{warns:?}");
+    assert!(
+        warns
+            .iter()
+            .any(|l| l.contains("holds more than") && l.contains("in all")),
+        "{warns:?}"
+    );
 }
