@@ -12,6 +12,8 @@
 //! the watcher stopped, the hook's exit 1 with its reason and Sentinel's
 //! retry; man page and bash completion. Then that nothing is left behind.
 
+#[path = "e2e_package/hardening.rs"]
+mod hardening;
 #[path = "e2e_package/host.rs"]
 mod host;
 
@@ -87,6 +89,7 @@ fn debian_package_under_booted_systemd() {
         });
         phase("d-without-watcher", || without_watcher(&lab, &host));
         phase("e-no-restarts", || no_restarts(&host));
+        phase("f-hardened-unit", || hardening::hardened_unit(&lab, &host));
     }
     let left = container::leftovers(&name, &dir);
     assert!(left.is_empty(), "left behind after the run: {left:?}");
