@@ -49,7 +49,7 @@ pub enum Command {
     },
     /// One shot: ask the Sentinels where each master is, hold the VIPs whose master is local, release the others.
     Reconcile,
-    /// Validate the config, interfaces, capabilities and Sentinels; exit non-zero on any problem.
+    /// Validate the config, interfaces, capabilities and Sentinels; exit non-zero on any problem. Warns (exit unchanged) when the running watcher has more than CAP_NET_ADMIN and CAP_NET_RAW, or runs as root.
     Check,
     /// For each VIP: what each Sentinel reports, whether the master is local and the VIP held; exit 1 on disagreement.
     Status(JsonFlag),

@@ -2,8 +2,13 @@
 //! scripts (absolute paths in the lab's dir, run as the watcher's user)
 //! that append their environment to a file, judged by those records, the
 //! watcher's log, the processes left in the namespace, and the VIP's moves
-//! as the client's segment sees them (gratuitous ARP, captured). Watchers
-//! run as the systemd unit runs them; Sentinel's reconfig script is off.
+//! as the client's segment sees them (gratuitous ARP, captured), and what
+//! a command holds (issue 21: no capability, only its own environment).
+//! Watchers run as the systemd unit runs them; Sentinel's reconfig script
+//! is off.
+
+#[path = "e2e_notify/privilege.rs"]
+mod privilege;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -100,7 +105,7 @@ fn notify_end_to_end() {
         fs::write(&script, SCRIPT.replace("HANG", HANG)).unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let scenarios: [(&str, Step<Ctx>); 5] = [
+    let scenarios: [(&str, Step<Ctx>); 6] = [
         ("a-bad-commands", bad_commands),
         ("b-moves-without-commands", moves_without_commands),
         ("c-burst-in-order", burst_in_order),
@@ -108,6 +113,10 @@ fn notify_end_to_end() {
         (
             "e-hanging-commands-delay-nothing",
             hanging_commands_delay_nothing,
+        ),
+        (
+            "f-commands-hold-no-privilege",
+            privilege::commands_hold_no_privilege,
         ),
     ];
     run_scenarios(lab, &mut Ctx::default(), &scenarios, started);

@@ -18,6 +18,8 @@
 //! stopped, the hook's exit 1 with its reason and Sentinel's retry; that
 //! nothing is left behind.
 
+#[path = "e2e_package/hardening.rs"]
+mod hardening;
 #[path = "e2e_package/host.rs"]
 mod host;
 #[path = "e2e_package/phases.rs"]
@@ -241,6 +243,8 @@ fn run(case: Case) {
         if case.order == Order::SentinelFirst {
             phase("e-without-watcher", || phases::without_watcher(&lab, &host));
             phase("f-no-restarts", || phases::no_restarts(&host));
+            // The container holds the VIP after e.
+            phase("g-hardened-unit", || hardening::hardened_unit(&lab, &host));
         }
     }
     let left = container::leftovers(&name, &dir);

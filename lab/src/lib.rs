@@ -32,6 +32,7 @@ pub mod container;
 pub mod events;
 pub mod extra_vips;
 pub mod failovers;
+pub mod held;
 pub mod hook_calls;
 pub mod hook_timing;
 mod http;

@@ -3,10 +3,11 @@
 //! one file and touches nothing else.
 
 mod addr;
+mod env;
 
 pub use addr::{check_label, valid_ifname, Cidr, Endpoint};
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,6 +216,10 @@ pub struct Config {
         deserialize_with = "millis"
     )]
     pub notify_timeout: Duration,
+    /// Variables every notify command gets besides `PATH`, `LANG`, `TZ`
+    /// and the facts; nothing else of the watcher's environment reaches it.
+    #[serde(default)]
+    pub notify_env: BTreeMap<String, String>,
     #[serde(default)]
     pub vip: Vec<VipConfig>,
 }
@@ -456,6 +461,9 @@ impl Config {
         // Zero would kill every command at once; a day outlives any use.
         if !(100..=86_400_000).contains(&ms(self.notify_timeout)) {
             return Err(invalid("notify_timeout_ms", "must be 100..=86400000"));
+        }
+        for (name, value) in &self.notify_env {
+            env::check_env(name, value).map_err(|e| invalid("notify_env", e))?;
         }
         Ok(())
     }

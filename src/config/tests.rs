@@ -55,10 +55,17 @@ fn good_config_parses_with_defaults() {
     assert!(!c.has_master("other"));
     assert_eq!(c.metrics_listen, None);
     assert_eq!(c.notify_timeout, defaults::NOTIFY_TIMEOUT);
+    assert!(c.notify_env.is_empty());
     assert_eq!(c.masters(), ["mymaster", "cache"]);
     assert!(c.is_vip("2001:db8::100".parse().unwrap()));
     let ms = Config::parse(&format!("sentinel_timeout_ms = 25\n{VIP}")).unwrap();
     assert_eq!(ms.sentinel_timeout, Duration::from_millis(25));
+    let env = Config::parse(&format!(
+        "notify_env = {{ AWS_REGION = \"eu-west-1\", TOKEN = \"a b=c\" }}\n{VIP}"
+    ))
+    .unwrap();
+    assert_eq!(env.notify_env["TOKEN"], "a b=c");
+    assert_eq!(env.notify_env.len(), 2);
 }
 
 fn err(text: &str) -> ConfigError {
@@ -206,6 +213,16 @@ fn invalid_values_name_the_key() {
             format!("notify_timeout_ms = 86400001\n{VIP}"),
             "notify_timeout_ms",
             "100..=86400000",
+        ),
+        (
+            format!("notify_env = {{ SENTINEL_VIP_VIP = \"x\" }}\n{VIP}"),
+            "notify_env",
+            "facts of each change",
+        ),
+        (
+            format!("notify_env = {{ \"A B\" = \"x\" }}\n{VIP}"),
+            "notify_env",
+            "not a variable name",
         ),
         (
             format!("follow_promotion_deadline_ms = 50\n{VIP}"),

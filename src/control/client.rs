@@ -34,9 +34,24 @@ impl std::fmt::Display for Failure {
 /// Sends `req` to the watcher on `path` and waits up to `deadline` for its
 /// reply.
 pub async fn request(path: &Path, req: &Request, deadline: Duration) -> Result<Reply, Failure> {
+    request_peer(path, req, deadline).await.map(|(r, _)| r)
+}
+
+/// [`request`], and the id of the process that answered (`SO_PEERCRED`,
+/// as this process's pid namespace sees it; `None` if it cannot).
+pub async fn request_peer(
+    path: &Path,
+    req: &Request,
+    deadline: Duration,
+) -> Result<(Reply, Option<i32>), Failure> {
     let mut stream = UnixStream::connect(path)
         .await
         .map_err(Failure::NoWatcher)?;
+    let pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .filter(|p| *p > 0);
     let exchange = async {
         stream.write_all(&encode(req)).await?;
         stream.shutdown().await?;
@@ -57,5 +72,7 @@ pub async fn request(path: &Path, req: &Request, deadline: Duration) -> Result<R
             )))
         }
     };
-    decode_reply(&buf).map_err(|e| Failure::NoReply(e.to_string()))
+    decode_reply(&buf)
+        .map(|r| (r, pid))
+        .map_err(|e| Failure::NoReply(e.to_string()))
 }

@@ -6,6 +6,7 @@
 //! watcher nor later changes. It never decides and never touches an address.
 
 mod check;
+mod child;
 mod run;
 #[cfg(test)]
 mod testdir;
@@ -14,7 +15,7 @@ pub use check::check_command;
 
 use run::Outcome;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,7 +63,7 @@ struct Job {
     seq: u64,
 }
 
-/// The environment of a notify command: the facts of one change.
+/// The facts of one change, in a notify command's environment.
 fn environment(
     vip: &VipId,
     action: ActionKind,
@@ -90,6 +91,11 @@ fn environment(
     .into_iter()
     .map(|(k, v)| (format!("SENTINEL_VIP_{k}"), v))
     .collect()
+}
+
+/// A variable of the watcher's own environment, if set and UTF-8.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// The next sequence number of a VIP: consecutive within a run, and
@@ -139,6 +145,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// spawned on the first change of each VIP.
 pub struct Notifier {
     timeout: Duration,
+    /// What every command's environment holds besides the facts.
+    base_env: Vec<(String, String)>,
     commands: HashMap<IpAddr, Commands>,
     queues: HashMap<IpAddr, (Arc<Queue>, JoinHandle<()>)>,
     /// Per VIP: the last sequence number given, and the last change.
@@ -153,6 +161,7 @@ impl Notifier {
     pub fn new(metrics: Option<Arc<Metrics>>) -> Notifier {
         Notifier {
             timeout: DEFAULT_TIMEOUT,
+            base_env: child::base_environment(env_var, &BTreeMap::new()),
             commands: HashMap::new(),
             queues: HashMap::new(),
             seq: HashMap::new(),
@@ -192,6 +201,13 @@ impl Notifier {
         self.commands = vips.into_iter().map(|(v, c)| (v.vip, c)).collect();
     }
 
+    /// At start and after each reload: the config's `notify_env`. A
+    /// command's environment is `PATH`, `LANG` and `TZ` (the watcher's),
+    /// these, then the facts of its change; nothing else of the watcher's.
+    pub fn set_env(&mut self, admin: &BTreeMap<String, String>) {
+        self.base_env = child::base_environment(env_var, admin);
+    }
+
     /// What a pass did for `vip`, after its address change and first
     /// announcement: `Some((kind, reason))` for an acquire, release or
     /// refusal (`ActionKind::of(&action)`), `None` for keep and nothing.
@@ -217,7 +233,8 @@ impl Notifier {
             .unwrap_or_default();
         let seq = next_seq(self.seq.get(&vip.vip).copied(), now.as_micros() as u64);
         self.seq.insert(vip.vip, seq);
-        let env = environment(vip, kind, &reason, said, seq);
+        let mut env = self.base_env.clone();
+        env.extend(environment(vip, kind, &reason, said, seq));
         self.last.insert(vip.vip, (kind, reason));
         let argv = self.commands.get(&vip.vip)?.for_kind(kind)?.clone();
         let job = Job {

@@ -1,6 +1,6 @@
-//! Runs one notify command: no shell, stdin from /dev/null, its own process
-//! group (so a timeout kills what it started too), output captured up to a
-//! bound, a deadline. Returns what happened; it never panics and never
+//! Runs one notify command: no shell, no capability, only the environment
+//! it is given, stdin from /dev/null, its own process group (so a timeout
+//! kills what it started too), output captured up to a bound, a deadline. Returns what happened; it never panics and never
 //! waits longer than the deadline plus short graces.
 
 use std::fmt;
@@ -10,6 +10,8 @@ use std::time::Duration;
 use futures::future::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
+
+use super::child::Report;
 
 /// Bytes kept of each of stdout and stderr; the rest is counted, not kept.
 pub const CAPTURE: usize = 4096;
@@ -109,8 +111,8 @@ impl Drop for Group {
     }
 }
 
-/// Runs `argv` (argv[0] an absolute path) with `env` added to the
-/// inherited environment, for at most `timeout`.
+/// Runs `argv` (argv[0] an absolute path) with exactly `env` (nothing of
+/// the watcher's own) and no capability, for at most `timeout`.
 pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Outcome {
     let t0 = Instant::now();
     let failed = |why: String| Outcome {
@@ -122,8 +124,13 @@ pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command".into());
     };
+    let report = match Report::new() {
+        Ok(r) => r,
+        Err(e) => return failed(format!("{program}: not started: pipe: {e}")),
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -132,10 +139,15 @@ pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -
         .current_dir("/")
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: the closure makes raw system calls only, as code between
+    // fork and execve must (see child.rs); it allocates nothing.
+    unsafe { cmd.pre_exec(report.drop_in_child()) };
+    // A failed drop fails the spawn: the command never runs privileged.
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return failed(format!("{program}: {e}")),
+        Err(e) => return failed(format!("{program}: {}", report.why(&e))),
     };
+    drop(report);
     let mut group = Group(child.id().and_then(|p| i32::try_from(p).ok()));
     let (so, se) = (child.stdout.take(), child.stderr.take());
     let (mut stdout, mut stderr) = (Captured::default(), Captured::default());

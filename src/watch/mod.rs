@@ -429,6 +429,7 @@ impl Watcher {
             .map(|v| (VipId::from(v), cfg.commands(v)))
             .collect();
         self.notifier.configure(commands, cfg.notify_timeout);
+        self.notifier.set_env(&cfg.notify_env);
         let want = cfg.metrics_listen;
         if self.metrics_server.as_ref().map(|(a, _)| *a) != want {
             if let Some((_, h)) = self.metrics_server.take() {

@@ -1,10 +1,12 @@
 //! `check`: the config, the interfaces, the Sentinels, which path a hook
-//! takes on this host (the watcher's socket, or its own capabilities), and
-//! the Sentinel units that run hooks here. Prints one line per finding;
-//! non-zero on any problem. It only reads.
+//! takes on this host (the watcher's socket, or its own capabilities), the
+//! Sentinel units that run hooks here, and whether the running watcher
+//! holds more than it needs. Prints one line per finding; non-zero on any
+//! problem (a `warn` is not one). It only reads.
 
 mod unit_file;
 mod units;
+mod watcher;
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub(super) async fn run(path: &Path) -> Result<()> {
         }
     };
     hook_path(cfg.as_ref(), &mut bad).await;
+    watcher::privileges(&crate::hook::control_socket(cfg.as_ref())).await;
     sentinel_units(cfg.as_ref(), &mut bad);
     let Some(cfg) = cfg else {
         return report(bad);
