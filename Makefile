@@ -35,8 +35,9 @@ deb:
 # One debug build of the binary serves every test target. Plain `cargo
 # test --workspace`: the demo and the benchmark are not tests and do not run here.
 # The .deb comes first: tests/e2e_package.rs installs it in a container.
-# The end-to-end tests and chaos run on Redis and on the pinned Valkey
-# (deps installs it; the lab asks scripts/valkey.sh where it is).
+# The end-to-end tests and chaos run on Debian 12's Redis and on Debian 13's and
+# testing's Redis and Valkey builds
+# (the lab builds and caches them from Debian's packages, lab/src/servers.rs).
 test: deps lint deb
 	$(CARGO) test --workspace -- --nocapture
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-15} scripts/fuzz.sh

@@ -5,12 +5,12 @@
 # suite's blocked connections, systemd-container (systemd-nspawn) and
 # debootstrap for the package test's booted Debian container, prometheus
 # (its promtool checks the metrics; its server scrapes the lab's
-# watchers), pip for scripts/valkey.sh; then the pinned Valkey the
-# end-to-end tests and the chaos suite also run on (Debian 12 has no
-# package: scripts/valkey.sh). Root only (apt).
+# watchers). The other server builds the lab runs (Debian 13's Redis 8.0
+# and Valkey 8.1, Debian testing's Valkey 9) come from Debian's packages
+# in root file systems debootstrap builds on first use and caches under
+# /var/cache (lab/src/servers.rs). Root only (apt).
 set -euo pipefail
-here=$(dirname "$0")
-pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus python3-pip)
+pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,10 +36,4 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${1:-}" = "--update" ]; then
       "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
   done
-fi
-# Cached after the first run (then it only re-checks the hashes); the lab
-# asks the same script where the binaries are.
-if ! "$here/valkey.sh" >/dev/null; then
-  echo "scripts/deps.sh: the pinned Valkey could not be installed (the line above says why); make test runs the end-to-end tests and chaos on it as well as on Redis" >&2
-  exit 1
 fi

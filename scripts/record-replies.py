@@ -12,7 +12,7 @@ failovers.json. Root only; it holds the lab lock (/tmp/sentinel-vip-heavy.lock)
 and removes its namespace and processes however it ends.
 
   scripts/record-replies.py redis
-  scripts/record-replies.py valkey --bin "$(scripts/valkey.sh)"
+  scripts/record-replies.py valkey --bin /var/cache/sentinel-vip-lab/roots/<trixie root>/bin
 """
 
 import argparse
@@ -849,7 +849,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("record-replies.py: needs root (network namespace)")
     if a.flavor == "valkey" and not a.bin:
-        sys.exit("record-replies.py: valkey needs --bin \"$(scripts/valkey.sh)\"")
+        sys.exit("record-replies.py: valkey needs --bin DIR (valkey-server and valkey-cli, e.g. the lab's Debian 13 launchers under /var/cache/sentinel-vip-lab/roots/*/bin)")
     sys.setswitchinterval(0.0002)  # stamps must not wait for another thread's slice
 
     lockf = open(LOCK, "w")

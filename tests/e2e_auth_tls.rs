@@ -1,10 +1,8 @@
 //! End-to-end: sentinel-vip talks to a Sentinel that requires a password
-//! and TLS with client certificates (real redis-sentinel, certificates made
-//! by openssl for this run), in a network namespace of its own (not the
-//! three-node lab: one host is both master and Sentinel). Against Valkey
-//! the password part only: the pinned Valkey build has no TLS
-//! (`valkey-server --tls-port` refuses to start), so there is no TLS
-//! Valkey Sentinel to talk to; README, "Works with", says so.
+//! and TLS with client certificates (real Sentinels of every server build
+//! the lab runs, Debian's builds with TLS; certificates made by openssl
+//! for this run), in a network namespace of its own (not the three-node
+//! lab: one host is both master and Sentinel).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -245,10 +243,19 @@ fn sentinel_with_password_and_tls() {
     sentinel_with_password(Family::Redis, true);
 }
 
-/// The pinned Valkey has no TLS: the password part alone.
 #[test]
-fn valkey_sentinel_with_password() {
-    sentinel_with_password(Family::Valkey, false);
+fn redis8_sentinel_with_password_and_tls() {
+    sentinel_with_password(Family::Redis8, true);
+}
+
+#[test]
+fn valkey_sentinel_with_password_and_tls() {
+    sentinel_with_password(Family::Valkey, true);
+}
+
+#[test]
+fn valkey9_sentinel_with_password_and_tls() {
+    sentinel_with_password(Family::Valkey9, true);
 }
 
 /// A Sentinel of `family` requiring a password, and with `tls` TLS with

@@ -22,7 +22,7 @@ pub fn print_table(results: &mut [Ran], took: Duration) {
     let until = |v: Option<Duration>| v.map_or("never".to_string(), secs);
     println!();
     println!(
-        "{:<46} {:<6} {:<6} {:>9} {:>9} {:>9} {:>9} {:>7}  notes",
+        "{:<46} {:<7} {:<6} {:>9} {:>9} {:>9} {:>9} {:>7}  notes",
         "scenario", "server", "result", "2 holders", "no holder", "converge", "client", "case"
     );
     println!("{}", "-".repeat(125));
@@ -37,7 +37,7 @@ pub fn print_table(results: &mut [Ran], took: Duration) {
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         println!(
-            "{:<46} {:<6} {:<6} {two:>9} {none:>9} {conv:>9} {client:>9} {:>6.0}s  {}",
+            "{:<46} {:<7} {:<6} {two:>9} {none:>9} {conv:>9} {client:>9} {:>6.0}s  {}",
             o.name,
             family.name(),
             if o.error.is_none() { "pass" } else { "FAIL" },
