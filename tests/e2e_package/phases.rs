@@ -250,6 +250,15 @@ pub fn handed_to_watcher(lab: &Lab, host: &Host) {
             .any(|l| l.contains("-script-child") && l.trim_end().ends_with(" 0 0")),
         "Sentinel logged no script exiting 0"
     );
+    // The watcher's side of the hand-off, naming the Sentinel's user.
+    let peer = format!("({})", host.sentinel.user());
+    let answered = host.sh("journalctl --no-pager -o cat -u sentinel-vip");
+    let line = answered
+        .lines()
+        .rev()
+        .find(|l| l.contains("hook request answered") && l.contains(&peer))
+        .unwrap_or_else(|| panic!("the watcher logged no hook request from {peer}:\n{answered}"));
+    eprintln!("  watcher: {line}");
 }
 
 /// (e) With the watcher stopped, a failover to the container: the hook
