@@ -95,8 +95,8 @@ pub struct State {
     majority_at: HashMap<String, Instant>,
     schedules: HashMap<IpAddr, Schedule>,
     /// Sentinels (by endpoint) whose link is known to be down: their
-    /// subscription is lost, or they did not answer the last question. A
-    /// pass does not wait for them once a majority has answered.
+    /// subscription is lost, or their last question failed to connect or
+    /// timed out. A pass does not wait for them once a majority has answered.
     down: HashSet<String>,
 }
 
@@ -121,13 +121,16 @@ impl State {
     }
 
     /// What a pass's answers say of each link: an answer (even a wrong
-    /// one) means it works; no answer means down until one comes.
+    /// one) means it works; a failed connection or a timeout means down
+    /// until one comes. Not waited for says nothing: the Sentinel was only
+    /// slower than the grace, and marking it down would deny it the grace
+    /// on every later pass, so that it would never be heard again (its
+    /// `up` 0 for good, its newer configuration ignored).
     pub fn answered(&mut self, answers: &[Answer]) {
         for a in answers {
             match &a.reply {
-                Err(AskError::Unreachable(_) | AskError::NotWaited(_)) => {
-                    self.link(&a.sentinel, false)
-                }
+                Err(AskError::NotWaited(_)) => {}
+                Err(AskError::Unreachable(_)) => self.link(&a.sentinel, false),
                 _ => self.link(&a.sentinel, true),
             }
         }
@@ -459,7 +462,21 @@ mod tests {
                 Err(AskError::Unreachable("refused".into())),
             ),
         ]);
-        assert_eq!(s.known_down().len(), 3);
+        // A Sentinel only slower than the grace is not down: the next
+        // pass gives it the grace again, so that it is heard as soon as
+        // it answers in time (issue 22, defect 3).
+        let down = |s: &State| {
+            let mut d: Vec<String> = s.known_down().iter().cloned().collect();
+            d.sort();
+            d
+        };
+        assert_eq!(down(&s), ["192.0.2.11:26379", "192.0.2.13:26379"]);
+        // Not waited for again: whatever it was, it stays.
+        s.answered(&[answer(
+            "192.0.2.13:26379",
+            Err(AskError::NotWaited("5 ms".into())),
+        )]);
+        assert_eq!(down(&s), ["192.0.2.11:26379", "192.0.2.13:26379"]);
         // An answer, even a refusal, proves the link; so does a subscription.
         s.answered(&[
             answer("192.0.2.12:26379", Ok(HashMap::new())),
