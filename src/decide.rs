@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::Policy;
+use crate::hookargs::Host;
 
 /// How the configured VIP is present on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub enum Master {
     /// Placed like `Known`; `epoch` is the lowest its failover can have:
     /// Sentinel answers of that epoch or newer take over.
     Promoted { ips: Vec<IpAddr>, epoch: u64 },
+    /// An address no single host can claim ([`unfit`] says why): refused
+    /// on every host, where taking it would make every host the holder.
+    Unfit(String),
     /// No answer to trust; `lost_for` is how long a Sentinel majority has
     /// been silent (`None`: not measured, as in one-shot commands).
     Unknown { lost_for: Option<Duration> },
@@ -41,7 +45,7 @@ impl Master {
     pub fn ips(&self) -> Option<&[IpAddr]> {
         match self {
             Master::Known(ips) | Master::Promoted { ips, .. } => Some(ips),
-            Master::Unknown { .. } => None,
+            Master::Unknown { .. } | Master::Unfit(_) => None,
         }
     }
 
@@ -85,6 +89,7 @@ pub fn decide(v: &Facts) -> Action {
     }
     let held = *v.presence == Presence::Held;
     match v.master {
+        Master::Unfit(why) => Action::Refuse(why.clone()),
         m if m.ips().is_some_and(|ips| ips.contains(&v.vip)) => Action::Refuse(format!(
             "Sentinel names the VIP {} itself as the master address; set replica-announce-ip on the Redis servers",
             v.vip
@@ -116,9 +121,43 @@ pub fn decide(v: &Facts) -> Action {
 pub fn announce_again(present: bool, master: &Master, local: &HashSet<IpAddr>) -> bool {
     present
         && match master {
-            Master::Known(_) | Master::Promoted { .. } => master.is_local(local),
+            Master::Known(_) | Master::Promoted { .. } | Master::Unfit(_) => master.is_local(local),
             Master::Unknown { .. } => true,
         }
+}
+
+/// Why the address Sentinel names for a master cannot say which host it
+/// is on, if it cannot: one every host has (loopback, `localhost`), or
+/// none (unspecified, multicast, broadcast, link-local, which needs an
+/// interface Sentinel does not give). Taking the VIP wherever such an
+/// address is local would put it on every host. A name that resolves to a
+/// loopback address is fine: Debian's `/etc/hosts` maps the host's own
+/// name to 127.0.1.1, and only the master itself resolves its name so.
+/// A private address every host shares (a Docker bridge's 172.17.0.1)
+/// cannot be told from the host's own by one host: that needs
+/// `replica-announce-ip` set right, as the README says.
+pub fn unfit(named: &Host) -> Option<String> {
+    let kind = match named {
+        Host::Ip(ip) => match ip.to_canonical() {
+            a if a.is_loopback() => "a loopback address, which every host has",
+            a if a.is_unspecified() => "the unspecified address",
+            a if a.is_multicast() => "a multicast address",
+            IpAddr::V4(a) if a.is_broadcast() => "the broadcast address",
+            IpAddr::V4(a) if a.is_link_local() => "a link-local address",
+            IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => "a link-local address",
+            _ => return None,
+        },
+        Host::Name(n) => {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            if n != "localhost" && !n.ends_with(".localhost") {
+                return None;
+            }
+            "a name for loopback, which every host has"
+        }
+    };
+    Some(format!(
+        "Sentinel names {named} as the master address, {kind}; set replica-announce-ip on the Redis servers to each host's own address"
+    ))
 }
 
 #[cfg(test)]
@@ -174,6 +213,9 @@ mod tests {
             (promoted_there.clone(), &h, K, Release),
             (promoted_there.clone(), &a, K, Nothing),
             (promoted_here.clone(), &f, K, Refuse("192.0.2.100/32 on eth1".into())),
+            // An address every host has: refused wherever the VIP is.
+            (Master::Unfit("loopback".into()), &a, K, Refuse("loopback".into())),
+            (Master::Unfit("loopback".into()), &h, R, Refuse("loopback".into())),
         ];
         for (i, (m, p, pol, want)) in rows.into_iter().enumerate() {
             let v = Facts {

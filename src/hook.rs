@@ -18,7 +18,7 @@ use crate::config::defaults::CONTROL_SOCKET;
 use crate::config::{Config, VipConfig};
 use crate::control::{client, server::ANSWER_DEADLINE, Request};
 use crate::decide::Master;
-use crate::engine::{ms, resolve, Engine, FirstRound};
+use crate::engine::{ms, placed, resolve, Engine, FirstRound};
 use crate::error::{exit_code, one_line, permanent};
 use crate::hookargs::{self, HookCall};
 use crate::lock;
@@ -131,15 +131,14 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
         format!("{verdict}; {}", errors.join("; "))
     };
     let master = match answer {
-        m @ (Master::Known(_) | Master::Promoted { .. }) => m,
+        m @ (Master::Known(_) | Master::Promoted { .. } | Master::Unfit(_)) => m,
         // Only with no Sentinel answer do the arguments decide.
         Master::Unknown { .. } => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
-            Master::Known(
-                resolve(&call.to.0)
-                    .await
-                    .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?,
-            )
+            let ips = resolve(&call.to.0)
+                .await
+                .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?;
+            placed(&call.to.0, ips)
         }
     };
     let mut held = Vec::new();

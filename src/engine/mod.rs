@@ -6,7 +6,7 @@
 
 mod view;
 
-pub use view::{local_addrs, presence, View};
+pub use view::{local_addrs, placed, presence, View};
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -106,7 +106,7 @@ impl Engine {
             let v = verdict(&answers, n);
             let m = match &v.master {
                 Some(r) => match resolve(&r.host).await {
-                    Ok(ips) => Master::Known(ips),
+                    Ok(ips) => placed(&r.host, ips),
                     Err(e) => {
                         warn!(master = %n, error = %e, "cannot resolve the master Sentinel names");
                         unresolved.push(n.to_string());

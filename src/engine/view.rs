@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::config::{Config, VipConfig};
-use crate::decide::{decide, Action, Facts, Master, Presence};
+use crate::decide::{decide, unfit, Action, Facts, Master, Presence};
+use crate::hookargs::Host;
 use crate::netlink::{Addr, Snapshot};
 use crate::sentinel::{Answer, Verdict};
 
@@ -83,6 +84,15 @@ pub fn presence(s: &Snapshot, vip: &VipConfig) -> Presence {
     }
 }
 
+/// Where the master is, from the address Sentinel names for it and what
+/// that resolved to.
+pub fn placed(named: &Host, ips: Vec<IpAddr>) -> Master {
+    match unfit(named) {
+        Some(why) => Master::Unfit(why),
+        None => Master::Known(ips),
+    }
+}
+
 /// This host's addresses on every interface, never counting a VIP.
 pub fn local_addrs(addrs: &[Addr], cfg: &Config) -> HashSet<IpAddr> {
     addrs
@@ -146,6 +156,66 @@ mod tests {
                 Presence::Foreign(_) => "foreign",
             };
             assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    fn view_of(c: &Config, addrs: Vec<Addr>) -> View {
+        let s = snap(addrs);
+        View {
+            answers: vec![],
+            masters: HashMap::new(),
+            unresolved: vec![],
+            local: local_addrs(&s.addrs, c),
+            snap: s,
+        }
+    }
+
+    /// Issue 22, defect 7: an address no single host can claim (every
+    /// host has 127.0.0.1) is refused on every host, not taken by all.
+    #[test]
+    fn a_master_address_every_host_has_is_refused() {
+        let c = cfg();
+        let view = view_of(
+            &c,
+            vec![
+                addr(1, "127.0.0.1", 8, false, None),
+                addr(1, "127.0.1.1", 8, false, None),
+                addr(1, "::1", 128, false, None),
+                addr(2, "192.0.2.11", 24, false, None),
+            ],
+        );
+        let ip = |h: &str| h.parse::<IpAddr>().unwrap();
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Vec<IpAddr>, &str)> = vec![
+            ("127.0.0.1", vec![ip("127.0.0.1")], "refuse"),
+            ("::1", vec![ip("::1")], "refuse"),
+            ("::ffff:127.0.0.1", vec![ip("::ffff:127.0.0.1")], "refuse"),
+            ("0.0.0.0", vec![ip("0.0.0.0")], "refuse"),
+            ("169.254.0.11", vec![ip("169.254.0.11")], "refuse"),
+            ("fe80::11", vec![ip("fe80::11")], "refuse"),
+            ("localhost", vec![ip("127.0.0.1"), ip("::1")], "refuse"),
+            ("redis.localhost", vec![ip("127.0.0.1")], "refuse"),
+            ("192.0.2.11", vec![ip("192.0.2.11")], "acquire"),
+            ("192.0.2.12", vec![ip("192.0.2.12")], "nothing"),
+            // Debian's /etc/hosts names the host itself 127.0.1.1: with
+            // announce-hostnames, the master's own name resolves there.
+            ("redis1", vec![ip("127.0.1.1")], "acquire"),
+        ];
+        for (named, ips, want) in rows {
+            let master = placed(&Host::parse(named).unwrap(), ips);
+            let got = match view.decide(&c, &c.vip[0], &master) {
+                Action::Refuse(why) => {
+                    assert!(
+                        why.contains(named) && why.contains("replica-announce-ip"),
+                        "{why}"
+                    );
+                    "refuse"
+                }
+                Action::Acquire => "acquire",
+                Action::Nothing => "nothing",
+                a => panic!("{named}: {a:?}"),
+            };
+            assert_eq!(got, want, "Sentinel names {named}");
         }
     }
 

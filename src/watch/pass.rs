@@ -14,7 +14,7 @@ use super::Watcher;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
 use crate::decide::{Action, Master, Presence};
-use crate::engine::{ms, resolve, FirstRound};
+use crate::engine::{ms, placed, resolve, FirstRound};
 use crate::error::{exit_code, one_line};
 use crate::lock;
 use crate::metrics::{ActionKind, ErrorKind, Said, Trigger as Why, VipId};
@@ -162,7 +162,7 @@ impl Watcher {
                     match resolve(to).await {
                         Ok(ips) => {
                             warn!(master = %vip.master, to = %to, "no Sentinel answered; acting on the hook's arguments");
-                            Master::Known(ips)
+                            placed(to, ips)
                         }
                         Err(e) => {
                             self.metrics.error(ErrorKind::Resolve);
