@@ -64,6 +64,10 @@ pub struct Facts<'a> {
     /// This host's addresses on every interface, never counting any VIP.
     pub local: &'a HashSet<IpAddr>,
     pub presence: &'a Presence,
+    /// Why adding the VIP now would make it its subnet's primary address
+    /// on its interface (no host address of that subnet there yet), if it
+    /// would.
+    pub would_be_primary: Option<&'a str>,
     pub on_sentinel_loss: Policy,
     pub sentinel_loss_after: Duration,
 }
@@ -79,6 +83,11 @@ pub enum Action {
     Release,
     /// Nothing here to change.
     Nothing,
+    /// The master is here, but the VIP cannot be added yet (say why): an
+    /// IPv4 VIP added before the host's own address in its subnet would be
+    /// the primary, the host's source address, and deleting it later would
+    /// take the host's secondaries with it. A later pass takes it.
+    Wait(String),
     /// Acting would be wrong whatever the retry: say why, touch nothing.
     Refuse(String),
 }
@@ -96,7 +105,10 @@ pub fn decide(v: &Facts) -> Action {
         )),
         Master::Known(_) | Master::Promoted { .. } => match (v.master.is_local(v.local), held) {
             (true, true) => Action::Keep,
-            (true, false) => Action::Acquire,
+            (true, false) => match v.would_be_primary {
+                Some(why) => Action::Wait(why.to_string()),
+                None => Action::Acquire,
+            },
             (false, true) => Action::Release,
             (false, false) => Action::Nothing,
         },
@@ -223,6 +235,7 @@ mod tests {
                 master: &m,
                 local: &local,
                 presence: p,
+                would_be_primary: None,
                 on_sentinel_loss: pol,
                 sentinel_loss_after: Duration::from_millis(1000),
             };
@@ -244,12 +257,27 @@ mod tests {
             ips: vec![vip],
             epoch: 5,
         };
+        // The master here, the VIP not yet: it waits for the host's own
+        // address rather than become the primary; held, it is kept.
+        for (p, want) in [(&a, Wait("no host address".into())), (&h, Keep)] {
+            let v = Facts {
+                vip,
+                master: &here,
+                local: &local,
+                presence: p,
+                would_be_primary: Some("no host address"),
+                on_sentinel_loss: K,
+                sentinel_loss_after: Duration::from_millis(1000),
+            };
+            assert_eq!(decide(&v), want);
+        }
         for (p, m) in [(&a, &is_vip), (&h, &is_vip), (&a, &promoted_vip)] {
             let v = Facts {
                 vip,
                 master: m,
                 local: &local,
                 presence: p,
+                would_be_primary: None,
                 on_sentinel_loss: K,
                 sentinel_loss_after: Duration::from_millis(1000),
             };

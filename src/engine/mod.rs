@@ -140,7 +140,9 @@ impl Engine {
             .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))
     }
 
-    /// Decides for `vip` against `view` with `master`, and applies it.
+    /// Decides for `vip` against `view` with `master`, and applies it: the
+    /// one-shot runs' pass. Waiting is a transient failure for them (exit
+    /// 1: Sentinel retries the hook); the watcher's next pass needs none.
     pub async fn converge(
         &self,
         view: &View,
@@ -149,6 +151,9 @@ impl Engine {
         first: FirstRound,
     ) -> Result<Outcome> {
         let action = view.decide(&self.cfg, vip, master);
+        if let Action::Wait(why) = &action {
+            return Err(anyhow!("{}: {} not added: {why}", vip.master, vip.address));
+        }
         self.apply(view, vip, action, first).await
     }
 
@@ -166,7 +171,10 @@ impl Engine {
             change: None,
             target: None,
         };
-        if !matches!(action, Action::Nothing | Action::Refuse(_)) {
+        if !matches!(
+            action,
+            Action::Nothing | Action::Wait(_) | Action::Refuse(_)
+        ) {
             // Fail before touching anything: adding a VIP we then cannot
             // announce would leave clients pointing at the old holder.
             let missing = crate::caps::missing();
@@ -181,7 +189,7 @@ impl Engine {
         }
         match &action {
             Action::Refuse(why) => return Err(permanent(format!("{}: {why}", vip.master))),
-            Action::Nothing => {}
+            Action::Nothing | Action::Wait(_) => {}
             Action::Acquire | Action::Keep => {
                 let link = link.ok_or_else(|| {
                     anyhow!("{}: interface {} does not exist", vip.master, vip.interface)

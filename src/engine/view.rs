@@ -51,6 +51,7 @@ impl View {
             master,
             local: &self.local,
             presence: &self.presence(vip),
+            would_be_primary: would_be_primary(&self.snap, vip, cfg).as_deref(),
             on_sentinel_loss: cfg.on_sentinel_loss,
             sentinel_loss_after: cfg.sentinel_loss_after,
         })
@@ -82,6 +83,41 @@ pub fn presence(s: &Snapshot, vip: &VipConfig) -> Presence {
     } else {
         Presence::Absent
     }
+}
+
+/// Why adding `vip` now would make it its subnet's primary address on its
+/// interface, if it would. The kernel makes a new IPv4 address a secondary
+/// only beside a primary of the same prefix length and subnet on the same
+/// interface; that primary must be the host's own, not another VIP (when
+/// a primary goes, its secondaries go with it unless `promote_secondaries`
+/// is set). A /32 is never a secondary (its subnet is itself: the routed
+/// form, alone by design), and IPv6 has no primaries (IPv6 VIPs are added
+/// deprecated, never a source).
+pub fn would_be_primary(s: &Snapshot, vip: &VipConfig, cfg: &Config) -> Option<String> {
+    let (IpAddr::V4(v4), prefix) = (vip.address.ip, vip.address.prefix) else {
+        return None;
+    };
+    // A missing interface is apply's to report.
+    let link = s.link(&vip.interface)?;
+    if prefix >= 32 {
+        return None;
+    }
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    let net = u32::from(v4) & mask;
+    let beside = s.addrs.iter().any(|a| {
+        a.index == link.index
+            && !a.secondary
+            && a.prefix == prefix
+            && !cfg.is_vip(a.ip)
+            && matches!(a.ip, IpAddr::V4(h) if u32::from(h) & mask == net)
+    });
+    (!beside).then(|| {
+        format!(
+            "no host address in {}/{prefix} on {} yet: the VIP would become its primary (the host's source address); waiting for the host's own",
+            std::net::Ipv4Addr::from(net),
+            vip.interface
+        )
+    })
 }
 
 /// Where the master is, from the address Sentinel names for it and what
@@ -216,6 +252,52 @@ mod tests {
                 a => panic!("{named}: {a:?}"),
             };
             assert_eq!(got, want, "Sentinel names {named}");
+        }
+    }
+
+    /// Issue 22, defect 6: on a multi-homed host whose VIP interface was
+    /// flushed, the master is local through another interface; an IPv4
+    /// VIP added now would be the subnet's primary (the source address,
+    /// and deleting it later takes secondaries with it), so the pass waits
+    /// for the host's own address. A /32 (routed) or IPv6 VIP never is a
+    /// secondary and is added at once.
+    #[test]
+    fn an_ipv4_vip_is_added_only_beside_the_hosts_own_address() {
+        let text = "[[vip]]\nmaster = \"m\"\naddress = \"192.0.2.100/24\"\ninterface = \"eth0\"\n\
+                    [[vip]]\nmaster = \"m\"\naddress = \"192.0.2.101/32\"\ninterface = \"eth0\"\n\
+                    [[vip]]\nmaster = \"m\"\naddress = \"2001:2::100/64\"\ninterface = \"eth0\"\n\
+                    [[vip]]\nmaster = \"m\"\naddress = \"192.0.2.102/24\"\ninterface = \"eth0\"\n";
+        let c = Config::parse(text).unwrap();
+        let on_eth1 = addr(3, "198.51.100.11", 24, false, None);
+        let here = Master::Known(vec!["198.51.100.11".parse().unwrap()]);
+        let got = |addrs: Vec<Addr>, vip: usize| match view_of(&c, addrs).decide(
+            &c,
+            &c.vip[vip],
+            &here,
+        ) {
+            Action::Acquire => "acquire".to_string(),
+            a => format!("{a:?}"),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(Vec<Addr>, usize, &str)> = vec![
+            // eth0 flushed: wait for the host's address.
+            (vec![on_eth1.clone()], 0, "Wait"),
+            (vec![on_eth1.clone(), addr(2, "192.0.2.11", 24, false, None)], 0, "acquire"),
+            // Another prefix, another subnet or a secondary: the VIP would
+            // still be a primary.
+            (vec![on_eth1.clone(), addr(2, "192.0.2.11", 25, false, None)], 0, "Wait"),
+            (vec![on_eth1.clone(), addr(2, "192.0.3.11", 24, false, None)], 0, "Wait"),
+            (vec![on_eth1.clone(), addr(3, "192.0.2.11", 24, false, None)], 0, "Wait"),
+            // Another VIP is no host address: when it goes, its
+            // secondaries would go with it.
+            (vec![on_eth1.clone(), addr(2, "192.0.2.102", 24, false, Some(ADDR_PROTO))], 0, "Wait"),
+            // A /32 and an IPv6 VIP: alone by design.
+            (vec![on_eth1.clone()], 1, "acquire"),
+            (vec![on_eth1.clone()], 2, "acquire"),
+        ];
+        for (i, (addrs, vip, want)) in rows.into_iter().enumerate() {
+            let g = got(addrs, vip);
+            assert!(g.starts_with(want), "row {i}: {g}, want {want}");
         }
     }
 

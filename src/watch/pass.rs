@@ -219,7 +219,14 @@ impl Watcher {
             }
             match result {
                 Ok(o) => {
-                    if !matches!(o.action, Action::Nothing | Action::Keep) {
+                    if let Action::Wait(why) = &o.action {
+                        if self.state.waiting(vip.address.ip, Some(why)) {
+                            warn!(master = %vip.master, vip = %vip.address, why = %why, "VIP not added yet");
+                        }
+                    } else {
+                        self.state.waiting(vip.address.ip, None);
+                    }
+                    if !matches!(o.action, Action::Nothing | Action::Keep | Action::Wait(_)) {
                         changed += 1;
                         info!(
                             master = %vip.master, vip = %vip.address, why = why.as_str(), action = ?o.action,

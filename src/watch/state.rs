@@ -94,6 +94,9 @@ pub struct State {
     /// the watcher first asked, if none ever has).
     majority_at: HashMap<String, Instant>,
     schedules: HashMap<IpAddr, Schedule>,
+    /// VIPs whose master is here but which wait to be added, and why: the
+    /// reason is logged when it is news, not on every pass.
+    waiting: HashMap<IpAddr, String>,
     /// Sentinels (by endpoint) whose link is known to be down: their
     /// subscription is lost, or their last question failed to connect or
     /// timed out. A pass does not wait for them once a majority has answered.
@@ -107,7 +110,24 @@ impl State {
             asked_at: None,
             majority_at: HashMap::new(),
             schedules: HashMap::new(),
+            waiting: HashMap::new(),
             down: HashSet::new(),
+        }
+    }
+
+    /// A pass found `ip` waiting to be added (`Some(why)`) or not; true
+    /// when that is news worth a log line.
+    pub fn waiting(&mut self, ip: IpAddr, why: Option<&str>) -> bool {
+        match why {
+            Some(w) if self.waiting.get(&ip).is_some_and(|old| old == w) => false,
+            Some(w) => {
+                self.waiting.insert(ip, w.to_string());
+                true
+            }
+            None => {
+                self.waiting.remove(&ip);
+                false
+            }
         }
     }
 
@@ -484,6 +504,24 @@ mod tests {
         ]);
         s.link("192.0.2.11:26379", true);
         assert!(s.known_down().is_empty());
+    }
+
+    #[test]
+    fn a_wait_is_logged_when_news() {
+        let (v, w) = (ip("192.0.2.100"), ip("192.0.2.101"));
+        let mut s = state(3, 5000);
+        #[rustfmt::skip]
+        let rows = [
+            (v, Some("no host address"), true),
+            (v, Some("no host address"), false),
+            (w, Some("no host address"), true),
+            (v, Some("another reason"), true),
+            (v, None, false),
+            (v, Some("another reason"), true),
+        ];
+        for (i, (ip, why, news)) in rows.into_iter().enumerate() {
+            assert_eq!(s.waiting(ip, why), news, "row {i}");
+        }
     }
 
     #[test]
