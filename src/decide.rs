@@ -4,6 +4,7 @@
 //! as a table, without root.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -123,18 +124,64 @@ pub fn decide(v: &Facts) -> Action {
     }
 }
 
+/// What a one-shot run (a hook acting itself, `reconcile`) may act on
+/// for one master, from the Sentinels' combined answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// The Sentinels' master.
+    Sentinels(Master),
+    /// No Sentinel knows the master (none answered, or none is
+    /// configured): a hook's arguments decide; `reconcile` has nothing.
+    NoAnswer,
+    /// Some answered, not a majority of those configured.
+    Minority { answered: usize, total: usize },
+}
+
+/// The basis of a one-shot run: `answered` Sentinels of `total` know the
+/// master, whose combined answer is `master`. "Nothing is announced
+/// unless a Sentinel majority confirms" holds here too: a rebooted old
+/// master still cut off, whose own Sentinel still names it, must not take
+/// the VIP back, and a late retry must not move it on one Sentinel's
+/// word. A minority can be right (the others down, not cut off), so the
+/// run touches nothing and fails transiently: Sentinel retries the hook,
+/// and a watcher or a retry with a majority converges. With no answer at
+/// all the hook's arguments decide, as the README says: they are the word
+/// of a Sentinel that saw the failover a majority voted for.
+pub fn basis(answered: usize, total: usize, master: Master) -> Basis {
+    match master {
+        Master::Unknown { .. } => Basis::NoAnswer,
+        m if answered > total / 2 => Basis::Sentinels(m),
+        _ => Basis::Minority { answered, total },
+    }
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Basis::Sentinels(m) => write!(f, "{m:?}"),
+            Basis::NoAnswer => f.write_str("no Sentinel answered"),
+            Basis::Minority { answered, total } => write!(
+                f,
+                "only {answered} of {total} Sentinels answered: a minority places, releases and announces nothing"
+            ),
+        }
+    }
+}
+
 /// Whether a later announcement round may go out for a VIP a one-shot run
 /// (hook, `reconcile`) took or kept: it must still be here, and when the
-/// Sentinels answer they must still place its master here. A failover
-/// during the rounds leaves the VIP on the old host until that host's own
-/// hook runs (seconds later for an observer); a round sent meanwhile would
-/// pull clients back from the new master until its next round. With no
-/// answer, the run's own basis stands (it may have acted on its arguments).
-pub fn announce_again(present: bool, master: &Master, local: &HashSet<IpAddr>) -> bool {
+/// Sentinels answer a majority must still place its master here. A
+/// failover during the rounds leaves the VIP on the old host until that
+/// host's own hook runs (seconds later for an observer); a round sent
+/// meanwhile would pull clients back from the new master until its next
+/// round. With no answer, the run's own basis stands (it may have acted
+/// on its arguments); a minority's answer confirms nothing.
+pub fn announce_again(present: bool, basis: &Basis, local: &HashSet<IpAddr>) -> bool {
     present
-        && match master {
-            Master::Known(_) | Master::Promoted { .. } | Master::Unfit(_) => master.is_local(local),
-            Master::Unknown { .. } => true,
+        && match basis {
+            Basis::Sentinels(m) => m.is_local(local),
+            Basis::NoAnswer => true,
+            Basis::Minority { .. } => false,
         }
 }
 
@@ -178,6 +225,35 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Issue 22, defect 4: a minority's answer places nothing, whatever
+    /// it says; only with no answer at all do a hook's arguments decide.
+    #[test]
+    fn a_one_shot_run_acts_on_a_majority_only() {
+        let here = Master::Known(vec![ip("192.0.2.11")]);
+        let none = Master::Unknown { lost_for: None };
+        let minority = |answered, total| Basis::Minority { answered, total };
+        #[rustfmt::skip]
+        let rows = [
+            (3, 3, here.clone(), Basis::Sentinels(here.clone())),
+            (2, 3, here.clone(), Basis::Sentinels(here.clone())),
+            (1, 3, here.clone(), minority(1, 3)),
+            (2, 4, here.clone(), minority(2, 4)),
+            (3, 5, here.clone(), Basis::Sentinels(here.clone())),
+            (0, 3, none.clone(), Basis::NoAnswer),
+            // No Sentinels configured: the arguments.
+            (0, 0, none.clone(), Basis::NoAnswer),
+            (1, 3, Master::Unfit("lo".into()), minority(1, 3)),
+            (2, 3, Master::Unfit("lo".into()), Basis::Sentinels(Master::Unfit("lo".into()))),
+        ];
+        for (answered, total, m, want) in rows {
+            assert_eq!(
+                basis(answered, total, m.clone()),
+                want,
+                "{answered}/{total} {m:?}"
+            );
+        }
     }
 
     #[test]
@@ -241,17 +317,23 @@ mod tests {
             };
             assert_eq!(decide(&v), want, "row {i}");
         }
-        for (present, m, want) in [
-            (true, &here, true),
-            (true, &here6, true),
-            (true, &silent(None), true),
-            (true, &there, false),
-            (false, &here, false),
-            (false, &silent(None), false),
-            (true, &promoted_here, true),
-            (true, &promoted_there, false),
+        let s = |m: &Master| Basis::Sentinels(m.clone());
+        let minority = Basis::Minority {
+            answered: 1,
+            total: 3,
+        };
+        for (present, b, want) in [
+            (true, s(&here), true),
+            (true, s(&here6), true),
+            (true, Basis::NoAnswer, true),
+            (true, s(&there), false),
+            (false, s(&here), false),
+            (false, Basis::NoAnswer, false),
+            (true, s(&promoted_here), true),
+            (true, s(&promoted_there), false),
+            (true, minority, false),
         ] {
-            assert_eq!(announce_again(present, m, &local), want, "{present} {m:?}");
+            assert_eq!(announce_again(present, &b, &local), want, "{present} {b:?}");
         }
         let promoted_vip = Master::Promoted {
             ips: vec![vip],

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::config::defaults::CONTROL_SOCKET;
 use crate::config::{Config, VipConfig};
 use crate::control::{client, server::ANSWER_DEADLINE, Request};
-use crate::decide::Master;
+use crate::decide::{basis, Basis};
 use crate::engine::{ms, placed, resolve, Engine, FirstRound};
 use crate::error::{exit_code, one_line, permanent};
 use crate::hookargs::{self, HookCall};
@@ -130,15 +130,19 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
             .collect();
         format!("{verdict}; {}", errors.join("; "))
     };
-    let master = match answer {
-        m @ (Master::Known(_) | Master::Promoted { .. } | Master::Unfit(_)) => m,
+    let master = match basis(verdict.answered, verdict.total, answer) {
+        Basis::Sentinels(m) => m,
         // Only with no Sentinel answer do the arguments decide.
-        Master::Unknown { .. } => {
+        Basis::NoAnswer => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
             let ips = resolve(&call.to.0)
                 .await
                 .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?;
             placed(&call.to.0, ips)
+        }
+        // Transient: Sentinel retries, and a majority may answer then.
+        b @ Basis::Minority { .. } => {
+            return Err(anyhow!("hook: {} ({said}): {b}; retry", call.master));
         }
     };
     let mut held = Vec::new();

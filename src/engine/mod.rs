@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
-use crate::decide::{announce_again, Action, Master};
+use crate::decide::{announce_again, basis, Action, Master};
 use crate::error::permanent;
 use crate::hookargs::Host;
 use crate::netlink::{Change, Netlink};
@@ -248,10 +248,11 @@ impl Engine {
                     .addrs
                     .iter()
                     .any(|a| a.ip == t.ip && a.index == t.ifindex);
-                let (_, master) = view.master(&vip.master);
-                let again = announce_again(present, &master, &view.local);
+                let (v, master) = view.master(&vip.master);
+                let b = basis(v.answered, v.total, master);
+                let again = announce_again(present, &b, &view.local);
                 if !again {
-                    info!(vip = %t.ip, present, sentinel = ?master, "VIP no longer ours to announce; stopping");
+                    info!(vip = %t.ip, present, sentinel = %b, "VIP no longer ours to announce; stopping");
                 }
                 again
             });

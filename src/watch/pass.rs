@@ -13,7 +13,7 @@ use super::state::{self, Trust};
 use super::Watcher;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
-use crate::decide::{Action, Master, Presence};
+use crate::decide::{basis, Action, Basis, Master, Presence};
 use crate::engine::{ms, placed, resolve, FirstRound};
 use crate::error::{exit_code, one_line};
 use crate::lock;
@@ -152,10 +152,19 @@ impl Watcher {
             let trusted = self
                 .state
                 .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
+            // A hook waiting on a pass that trusted no answer is told to
+            // retry: a minority settled nothing it asked.
+            let mut unconfirmed = match basis(v.answered, v.total, answer) {
+                b @ Basis::Minority { .. } => Some(b),
+                _ => None,
+            };
             // A followed promotion goes before the Sentinels' answer until
             // they reach a newer configuration.
             let master = match (self.promotions.master_for(&vip.master, epoch), trusted) {
-                (Some(promoted), _) => promoted,
+                (Some(promoted), _) => {
+                    unconfirmed = None;
+                    promoted
+                }
                 (None, Trust::Master(m)) => m,
                 (None, Trust::HookArgs) => {
                     let to = &hook.expect("only with a hook waiting").call.to.0;
@@ -192,6 +201,10 @@ impl Watcher {
                     ),
                 ),
                 Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
+            };
+            let reply = match unconfirmed {
+                Some(b) if reply.code == 0 => Reply::new(1, format!("{}: {b}", vip.master)),
+                _ => reply,
             };
             merge(&mut replies, &vip.master, reply);
             // Held after the pass: what it did, or what it found.

@@ -21,8 +21,8 @@ pub enum Trust {
     /// This master (the Sentinels' answer, or unknown with how long a
     /// majority has been silent).
     Master(Master),
-    /// No Sentinel answered and a hook is waiting: its arguments decide,
-    /// as they would if the hook acted itself.
+    /// No Sentinel knows the master and a hook is waiting: its arguments
+    /// decide, as they would if the hook acted itself.
     HookArgs,
 }
 
@@ -194,19 +194,18 @@ impl State {
         if majority {
             self.majority_at.insert(name.to_string(), now);
         }
-        let known = matches!(answer, Master::Known(_));
-        match (majority, hook_waiting) {
-            (true, _) if known => Trust::Master(answer.clone()),
-            // A hook's stale-call guard, as when it acts itself: any
-            // Sentinel's answer (the highest epoch), and only with none
-            // at all its own arguments.
-            (_, true) if known => Trust::Master(answer.clone()),
-            (_, true) => Trust::HookArgs,
+        let answered = !matches!(answer, Master::Unknown { .. });
+        match (majority, answered, hook_waiting) {
+            (true, true, _) => Trust::Master(answer.clone()),
+            // A hook's stale-call guard, as when it acts itself: with no
+            // Sentinel answer at all, its own arguments.
+            (_, false, true) => Trust::HookArgs,
             // No Sentinels configured: nothing known, nothing lost.
-            (true, false) => Trust::Master(answer.clone()),
-            // Without a majority no answer can be trusted; the policy
-            // decides how long a held VIP is kept.
-            (false, false) => Trust::Master(Master::Unknown {
+            (true, false, false) => Trust::Master(answer.clone()),
+            // Without a majority no answer can be trusted, a waiting
+            // hook's or not (it is told to retry); the policy decides how
+            // long a held VIP is kept.
+            (false, _, _) => Trust::Master(Master::Unknown {
                 lost_for: Some(now.duration_since(since)),
             }),
         }
@@ -340,8 +339,9 @@ mod tests {
             // last pass that had one.
             (1000, false, &here, false, lost(1000)),
             (2500, false, &none, false, lost(2500)),
-            // A hook waiting: a minority's answer will do...
-            (2600, false, &here, true, Trust::Master(here.clone())),
+            // A hook waiting: a minority's answer is no more trusted than
+            // without one (issue 22, defect 4)...
+            (2600, false, &here, true, lost(2600)),
             // ...and with no answer at all, its arguments.
             (2700, false, &none, true, Trust::HookArgs),
             // A majority again resets the clock.
