@@ -113,6 +113,11 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
     let waited = ms(t0);
     let view = engine.gather(&[call.master.as_str()]).await?;
     let (verdict, answer) = view.master(&call.master);
+    if let Some(e) = view.unresolved(&call.master) {
+        // The Sentinels named a host that did not resolve: their word, not
+        // the arguments', is what failed.
+        return Err(e.clone().into_error("hook: the master the Sentinels name"));
+    }
     let said = if engine.sentinels.is_empty() {
         "no Sentinels configured".to_string()
     } else if verdict.master.is_some() {
@@ -135,9 +140,10 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
         // Only with no Sentinel answer do the arguments decide.
         Basis::NoAnswer => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
-            let ips = resolve(&call.to.0)
+            let within = engine.cfg.sentinel_timeout;
+            let ips = resolve(&call.to.0, within)
                 .await
-                .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?;
+                .map_err(|e| e.into_error("hook: TO_IP"))?;
             placed(&call.to.0, ips)
         }
         // Transient: Sentinel retries, and a majority may answer then.

@@ -24,6 +24,8 @@
 //!   one file per verb.
 //! * `announce`   – gratuitous ARP / unsolicited neighbour advertisement
 //!   frames and the AF_PACKET sender (never `arping`).
+//! * `resolve`    – host names to addresses within a deadline, temporary
+//!   failures told from permanent ones.
 //! * `lock`, `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
 //!
 //! Public are what the binary, the man-page generator and the fuzz targets
@@ -47,6 +49,7 @@ pub mod logging;
 mod metrics;
 mod netlink;
 mod notify;
+mod resolve;
 pub mod sentinel;
 mod users;
 mod watch;

@@ -40,6 +40,7 @@ pub mod monitor;
 pub mod netns;
 pub mod outage;
 pub mod prometheus;
+pub mod scratch;
 pub mod source;
 pub mod stats;
 pub mod suite;

@@ -23,6 +23,12 @@ pub(super) async fn run(cfg: Config) -> Result<()> {
     let mut held = Vec::new();
     for vip in &engine.cfg.vip {
         let (v, m) = view.master(&vip.master);
+        if let Some(e) = view.unresolved(&vip.master) {
+            let e = e.clone().into_error(&vip.master);
+            refused |= exit_code(&e) == 2;
+            errors.push(one_line(&e));
+            continue;
+        }
         let m = match basis(v.answered, v.total, m) {
             Basis::Sentinels(m) => m,
             Basis::NoAnswer => {

@@ -6,10 +6,10 @@
 
 mod view;
 
+pub use crate::resolve::resolve;
 pub use view::{local_addrs, placed, presence, View};
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -20,7 +20,6 @@ use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
 use crate::decide::{announce_again, basis, Action, Master};
 use crate::error::permanent;
-use crate::hookargs::Host;
 use crate::netlink::{Change, Netlink};
 use crate::sentinel::{verdict, Sentinels};
 
@@ -52,25 +51,6 @@ pub struct Engine {
     packet: OnceLock<Sender>,
 }
 
-/// Resolves a Sentinel-style address (`announce-hostnames` gives names).
-pub async fn resolve(host: &Host) -> Result<Vec<IpAddr>> {
-    match host {
-        Host::Ip(ip) => Ok(vec![*ip]),
-        Host::Name(n) => {
-            let ips: Vec<IpAddr> = tokio::net::lookup_host((n.as_str(), 0))
-                .await
-                .map_err(|e| anyhow!("resolve {n}: {e}"))?
-                .map(|sa| sa.ip())
-                .collect();
-            if ips.is_empty() {
-                Err(anyhow!("resolve {n}: no addresses"))
-            } else {
-                Ok(ips)
-            }
-        }
-    }
-}
-
 impl Engine {
     pub fn new(cfg: Config) -> Result<Engine> {
         let sentinels = Sentinels::new(&cfg)?;
@@ -100,19 +80,31 @@ impl Engine {
         let (answers, snap) =
             tokio::join!(self.sentinels.ask(names, known_down), self.nl.snapshot());
         let snap = snap?;
+        // Names (announce-hostnames) resolve all at once, each within the
+        // Sentinel timeout: a dead resolver costs a pass that, not more.
+        let verdicts: Vec<_> = names.iter().map(|n| (*n, verdict(&answers, n))).collect();
+        let within = self.cfg.sentinel_timeout;
+        let resolved = futures::future::join_all(verdicts.iter().map(|(_, v)| async move {
+            match &v.master {
+                Some(r) => Some(
+                    resolve(&r.host, within)
+                        .await
+                        .map(|ips| placed(&r.host, ips)),
+                ),
+                None => None,
+            }
+        }))
+        .await;
         let mut masters = HashMap::new();
         let mut unresolved = Vec::new();
-        for n in names {
-            let v = verdict(&answers, n);
-            let m = match &v.master {
-                Some(r) => match resolve(&r.host).await {
-                    Ok(ips) => placed(&r.host, ips),
-                    Err(e) => {
-                        warn!(master = %n, error = %e, "cannot resolve the master Sentinel names");
-                        unresolved.push(n.to_string());
-                        Master::Unknown { lost_for: None }
-                    }
-                },
+        for ((n, v), r) in verdicts.into_iter().zip(resolved) {
+            let m = match r {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    warn!(master = %n, error = %e, temporary = e.temporary, "cannot resolve the master Sentinel names");
+                    unresolved.push((n.to_string(), e));
+                    Master::Unknown { lost_for: None }
+                }
                 None => Master::Unknown { lost_for: None },
             };
             masters.insert(n.to_string(), (v, m));

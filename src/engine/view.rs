@@ -9,6 +9,7 @@ use crate::config::{Config, VipConfig};
 use crate::decide::{decide, unfit, Action, Facts, Master, Presence};
 use crate::hookargs::Host;
 use crate::netlink::{Addr, Snapshot};
+use crate::resolve::ResolveError;
 use crate::sentinel::{Answer, Verdict};
 
 /// One pass's view of the world.
@@ -19,10 +20,10 @@ pub struct View {
     /// Per master asked about: the combined verdict and, resolved, where
     /// the master is.
     pub masters: HashMap<String, (Verdict, Master)>,
-    /// Masters the Sentinels named by a host name that did not resolve
-    /// (logged by [`Engine::gather`](super::Engine::gather)); each is
-    /// `Master::Unknown` above.
-    pub unresolved: Vec<String>,
+    /// Masters the Sentinels named by a host name that did not resolve,
+    /// and why (logged by [`Engine::gather`](super::Engine::gather)); each
+    /// is `Master::Unknown` above.
+    pub unresolved: Vec<(String, ResolveError)>,
     /// This host's links and addresses, one dump.
     pub snap: Snapshot,
     /// This host's own addresses, never counting a VIP.
@@ -37,6 +38,14 @@ impl View {
             let v = crate::sentinel::verdict(&self.answers, name);
             (v, Master::Unknown { lost_for: None })
         })
+    }
+
+    /// Why the master `name` the Sentinels named did not resolve, if so.
+    pub fn unresolved(&self, name: &str) -> Option<&ResolveError> {
+        self.unresolved
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
     }
 
     /// How `vip` is present in this view.

@@ -168,7 +168,7 @@ impl Watcher {
                 (None, Trust::Master(m)) => m,
                 (None, Trust::HookArgs) => {
                     let to = &hook.expect("only with a hook waiting").call.to.0;
-                    match resolve(to).await {
+                    match resolve(to, cfg.sentinel_timeout).await {
                         Ok(ips) => {
                             warn!(master = %vip.master, to = %to, "no Sentinel answered; acting on the hook's arguments");
                             placed(to, ips)
@@ -177,8 +177,9 @@ impl Watcher {
                             self.metrics.error(ErrorKind::Resolve);
                             let held = view.presence(vip) == Presence::Held;
                             self.metrics.vip_state(&id, held, &said);
+                            let code = if e.temporary { 1 } else { 2 };
                             let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
-                            merge(&mut replies, &vip.master, Reply::new(2, e));
+                            merge(&mut replies, &vip.master, Reply::new(code, e));
                             continue;
                         }
                     }
