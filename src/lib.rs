@@ -26,7 +26,9 @@
 //!   frames and the AF_PACKET sender (never `arping`).
 //! * `resolve`    – host names to addresses within a deadline, temporary
 //!   failures told from permanent ones.
-//! * `lock`, `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
+//! * `lock`, `rundir` – the host lock, and the private files of the
+//!   runtime directory it and the ownership record live in.
+//! * `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
 //!
 //! Public are what the binary, the man-page generator and the fuzz targets
 //! use; everything else is the crate's own.
@@ -50,6 +52,7 @@ mod metrics;
 mod netlink;
 mod notify;
 mod resolve;
+mod rundir;
 pub mod sentinel;
 mod users;
 mod watch;
