@@ -254,6 +254,7 @@ impl Watcher {
                     self.state.converged(now, vip.address.ip, target, fresh);
                 }
                 Err(e) => {
+                    self.state.failed(vip.address.ip);
                     if !matches!(action, Action::Refuse(_)) {
                         self.metrics.error(ErrorKind::Netlink);
                     }
