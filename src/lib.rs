@@ -22,6 +22,8 @@
 //!   hand their call to the watcher and get the pass's outcome back.
 //! * `netlink`    – address and link work through rtnetlink (never `ip`),
 //!   one file per verb.
+//! * `owned`      – the ownership record, for kernels that drop the tag
+//!   VIPs are added with.
 //! * `announce`   – gratuitous ARP / unsolicited neighbour advertisement
 //!   frames and the AF_PACKET sender (never `arping`).
 //! * `resolve`    – host names to addresses within a deadline, temporary
@@ -51,6 +53,7 @@ pub mod logging;
 mod metrics;
 mod netlink;
 mod notify;
+mod owned;
 mod resolve;
 mod rundir;
 pub mod sentinel;

@@ -19,7 +19,7 @@
 //! directory to be that user's (README: a `tmpfiles.d` line).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -89,4 +89,16 @@ pub fn open_or_create(path: &Path) -> io::Result<File> {
         },
         r => r,
     }
+}
+/// Replaces `path` with `bytes` at once (a reader sees the old or the new
+/// whole file), private to its directory's owner.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = create(&tmp)?;
+    let r = f.write_all(bytes).and_then(|()| fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
 }

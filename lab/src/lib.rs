@@ -46,6 +46,7 @@ pub mod stats;
 pub mod suite;
 pub mod timeline;
 pub mod trace;
+pub mod vm;
 
 pub use capture::{Capture, Frame, FrameKind};
 pub use daemons::Paused;

@@ -10,6 +10,7 @@ pub use crate::resolve::resolve;
 pub use view::{local_addrs, placed, presence, View};
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -20,7 +21,8 @@ use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
 use crate::decide::{announce_again, basis, Action, Master};
 use crate::error::permanent;
-use crate::netlink::{Change, Netlink};
+use crate::netlink::{Change, Netlink, Snapshot};
+use crate::owned;
 use crate::sentinel::{verdict, Sentinels};
 
 /// Who sends the first announcement round for a VIP held after `apply`.
@@ -46,6 +48,8 @@ pub struct Engine {
     pub cfg: Config,
     pub nl: Netlink,
     pub sentinels: Sentinels,
+    /// The ownership record, beside the lock.
+    pub record: PathBuf,
     /// Opened on first use (it needs CAP_NET_RAW, `status` does not) and
     /// kept: closing an AF_PACKET socket costs an RCU grace period.
     packet: OnceLock<Sender>,
@@ -57,6 +61,7 @@ impl Engine {
         Ok(Engine {
             nl: Netlink::connect()?,
             sentinels,
+            record: owned::path_for(&cfg.lock_file),
             cfg,
             packet: OnceLock::new(),
         })
@@ -79,7 +84,8 @@ impl Engine {
     ) -> Result<View> {
         let (answers, snap) =
             tokio::join!(self.sentinels.ask(names, known_down), self.nl.snapshot());
-        let snap = snap?;
+        let mut snap = snap?;
+        self.vouch(&mut snap);
         // Names (announce-hostnames) resolve all at once, each within the
         // Sentinel timeout: a dead resolver costs a pass that, not more.
         let verdicts: Vec<_> = names.iter().map(|n| (*n, verdict(&answers, n))).collect();
@@ -116,6 +122,26 @@ impl Engine {
             local: local_addrs(&snap.addrs, &self.cfg),
             snap,
         })
+    }
+
+    /// This host's links and addresses, the ones the record vouches for
+    /// marked ours.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut snap = self.nl.snapshot().await?;
+        self.vouch(&mut snap);
+        Ok(snap)
+    }
+
+    /// Marks what the ownership record vouches for, reading it only when
+    /// some configured VIP is present untagged and primary (on a kernel
+    /// that keeps the tag, never).
+    fn vouch(&self, snap: &mut Snapshot) {
+        owned::learn(&snap.addrs);
+        let untagged =
+            |a: &crate::netlink::Addr| self.cfg.is_vip(a.ip) && !a.tagged() && !a.secondary;
+        if snap.addrs.iter().any(untagged) {
+            owned::mark(&mut snap.addrs, &owned::load(&self.record));
+        }
     }
 
     /// Sends one announcement round for `t`.
@@ -191,7 +217,12 @@ impl Engine {
                 })?;
                 if action == Action::Acquire {
                     let label = vip.label.as_deref();
-                    out.change = Some(self.nl.add(vip.address, link.index, label).await?);
+                    let change = self.nl.add(vip.address, link.index, label).await?;
+                    if change == Change::Made {
+                        owned::added_or_undo(&self.nl, &self.record, vip.address, link.index)
+                            .await?;
+                    }
+                    out.change = Some(change);
                 }
                 let t = Target {
                     ifindex: link.index,
@@ -210,6 +241,7 @@ impl Engine {
                     .map(|l| l.index)
                     .ok_or_else(|| anyhow!("interface {} vanished", vip.interface))?;
                 out.change = Some(self.nl.del(vip.address, index).await?);
+                owned::forget(&self.record, vip.address.ip);
             }
         }
         Ok(out)

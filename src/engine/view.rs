@@ -163,6 +163,11 @@ mod tests {
         Addr::new_for_test(index, ip, prefix, secondary, proto)
     }
 
+    fn recorded(mut a: Addr) -> Addr {
+        a.recorded = true;
+        a
+    }
+
     fn snap(addrs: Vec<Addr>) -> Snapshot {
         let link = |index, name: &str| Link {
             index,
@@ -191,6 +196,8 @@ mod tests {
             (vec![host.clone(), addr(2, "192.0.2.100", 24, true, None)], "held"),
             // The host's own primary address: never ours.
             (vec![addr(2, "192.0.2.100", 24, false, None)], "foreign"),
+            // A kernel that dropped the tag: the ownership record vouches.
+            (vec![recorded(addr(2, "192.0.2.100", 24, false, None))], "held"),
             (vec![host.clone(), addr(2, "192.0.2.100", 32, true, ours)], "foreign"),
             (vec![host.clone(), addr(3, "192.0.2.100", 24, true, ours)], "foreign"),
         ];
