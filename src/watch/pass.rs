@@ -149,13 +149,24 @@ impl Watcher {
                     hints.push((vip.master.clone(), sentinel.clone()));
                 }
             }
-            let trusted = self
-                .state
-                .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
-            // A hook waiting on a pass that trusted no answer is told to
-            // retry: a minority settled nothing it asked.
-            let mut unconfirmed = match basis(v.answered, v.total, answer) {
-                b @ Basis::Minority { .. } => Some(b),
+            // A master the Sentinels named by a name that did not resolve
+            // is their answer failing, not their silence: a hook's
+            // arguments do not stand in for it.
+            let unresolved = view.unresolved(&vip.master);
+            let args_may_decide = hook.is_some() && unresolved.is_none();
+            let trusted =
+                self.state
+                    .trust(now, &vip.master, v.majority(), &answer, args_may_decide);
+            // A hook waiting on a pass that trusted no answer is told why,
+            // and to retry: a minority settled nothing it asked.
+            let mut unconfirmed = match (unresolved, basis(v.answered, v.total, answer)) {
+                (Some(e), _) => Some(Reply::new(
+                    if e.temporary { 1 } else { 2 },
+                    format!("{}: {e}", vip.master),
+                )),
+                (None, b @ Basis::Minority { .. }) => {
+                    Some(Reply::new(1, format!("{}: {b}", vip.master)))
+                }
                 _ => None,
             };
             // A followed promotion goes before the Sentinels' answer until
@@ -204,7 +215,7 @@ impl Watcher {
                 Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
             };
             let reply = match unconfirmed {
-                Some(b) if reply.code == 0 => Reply::new(1, format!("{}: {b}", vip.master)),
+                Some(r) if reply.code == 0 => r,
                 _ => reply,
             };
             merge(&mut replies, &vip.master, reply);
