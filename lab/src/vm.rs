@@ -182,6 +182,9 @@ pub fn boot(
 ) -> Result<String, String> {
     let image = scratch.join("initrd.cpio");
     fs::write(&image, initrd).map_err(|e| format!("{}: {e}", image.display()))?;
+    // TCG always: where /dev/kvm exists but cannot run a guest (nested
+    // virtualisation refused, as on the suite's machine), `-accel kvm`
+    // hangs instead of failing over; TCG boots this kernel in seconds.
     let mut child = Command::new(QEMU)
         .args([
             "-accel",
