@@ -5,12 +5,19 @@
 # suite's blocked connections, systemd-container (systemd-nspawn) and
 # debootstrap for the package test's booted Debian container, prometheus
 # (its promtool checks the metrics; its server scrapes the lab's
-# watchers). The other server builds the lab runs (Debian 13's Redis 8.0
-# and Valkey 8.1, Debian testing's Valkey 9) come from Debian's packages
-# in root file systems debootstrap builds on first use and caches under
-# /var/cache (lab/src/servers.rs). Root only (apt).
+# watchers), qemu and busybox for the old-kernel VM (its kernel comes
+# from scripts/old-kernel.sh). The other server builds the lab runs
+# (Debian 13's Redis 8.0 and Valkey 8.1, Debian testing's Valkey 9) come
+# from Debian's packages in root file systems debootstrap builds on first
+# use and caches under /var/cache (lab/src/servers.rs). Root only (apt).
 set -euo pipefail
+here=$(dirname "$0")
 pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus)
+# The old-kernel VM test (tests/e2e_old_kernel.rs): qemu boots Debian 11's
+# 5.10 kernel (scripts/old-kernel.sh fetches it with curl) from an
+# initramfs holding busybox-static's busybox.
+pkgs+=(qemu-system-x86)
+pkgs+=(busybox-static curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,4 +43,10 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${1:-}" = "--update" ]; then
       "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
   done
+fi
+# Cached after the first run (then it only re-checks the hashes); the
+# test asks the same script where the kernel is.
+if ! "$here/old-kernel.sh" >/dev/null; then
+  echo "scripts/deps.sh: the old kernel could not be fetched (the line above says why); make test boots it under qemu" >&2
+  exit 1
 fi

@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use crate::config::defaults::CONTROL_SOCKET;
 use crate::config::{Config, VipConfig};
 use crate::control::{client, server::ANSWER_DEADLINE, Request};
-use crate::decide::Master;
-use crate::engine::{ms, resolve, Engine, FirstRound};
+use crate::decide::{basis, Basis};
+use crate::engine::{ms, placed, resolve, Engine, FirstRound};
 use crate::error::{exit_code, one_line, permanent};
 use crate::hookargs::{self, HookCall};
 use crate::lock;
@@ -113,6 +113,11 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
     let waited = ms(t0);
     let view = engine.gather(&[call.master.as_str()]).await?;
     let (verdict, answer) = view.master(&call.master);
+    if let Some(e) = view.unresolved(&call.master) {
+        // The Sentinels named a host that did not resolve: their word, not
+        // the arguments', is what failed.
+        return Err(e.clone().into_error("hook: the master the Sentinels name"));
+    }
     let said = if engine.sentinels.is_empty() {
         "no Sentinels configured".to_string()
     } else if verdict.master.is_some() {
@@ -130,16 +135,20 @@ async fn direct(call: HookCall, cfg: Config, vips: Vec<VipConfig>, t0: Instant) 
             .collect();
         format!("{verdict}; {}", errors.join("; "))
     };
-    let master = match answer {
-        m @ (Master::Known(_) | Master::Promoted { .. }) => m,
+    let master = match basis(verdict.answered, verdict.total, answer) {
+        Basis::Sentinels(m) => m,
         // Only with no Sentinel answer do the arguments decide.
-        Master::Unknown { .. } => {
+        Basis::NoAnswer => {
             warn!(master = %call.master, "hook: no Sentinel answered; acting on the arguments");
-            Master::Known(
-                resolve(&call.to.0)
-                    .await
-                    .map_err(|e| permanent(format!("hook: TO_IP: {e}")))?,
-            )
+            let within = engine.cfg.sentinel_timeout;
+            let ips = resolve(&call.to.0, within)
+                .await
+                .map_err(|e| e.into_error("hook: TO_IP"))?;
+            placed(&call.to.0, ips)
+        }
+        // Transient: Sentinel retries, and a majority may answer then.
+        b @ Basis::Minority { .. } => {
+            return Err(anyhow!("hook: {} ({said}): {b}; retry", call.master));
         }
     };
     let mut held = Vec::new();

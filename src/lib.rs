@@ -22,9 +22,15 @@
 //!   hand their call to the watcher and get the pass's outcome back.
 //! * `netlink`    – address and link work through rtnetlink (never `ip`),
 //!   one file per verb.
+//! * `owned`      – the ownership record, for kernels that drop the tag
+//!   VIPs are added with.
 //! * `announce`   – gratuitous ARP / unsolicited neighbour advertisement
 //!   frames and the AF_PACKET sender (never `arping`).
-//! * `lock`, `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
+//! * `resolve`    – host names to addresses within a deadline, temporary
+//!   failures told from permanent ones.
+//! * `lock`, `rundir` – the host lock, and the private files of the
+//!   runtime directory it and the ownership record live in.
+//! * `caps`, `users`, [`logging`], [`error`] – small supporting pieces.
 //!
 //! Public are what the binary, the man-page generator and the fuzz targets
 //! use; everything else is the crate's own.
@@ -47,6 +53,9 @@ pub mod logging;
 mod metrics;
 mod netlink;
 mod notify;
+mod owned;
+mod resolve;
+mod rundir;
 pub mod sentinel;
 mod users;
 mod watch;

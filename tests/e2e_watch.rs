@@ -4,7 +4,9 @@
 //! Sentinel's reconfig script is off, so every move seen here is the
 //! watchers' doing.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, Step};
@@ -13,6 +15,8 @@ use sentinel_vip_lab::{NODES, POLL, VIP4};
 
 /// As the systemd unit runs it.
 const WATCHER: Privilege = Privilege::TwoCaps;
+/// The watcher's user in the lab.
+const NOBODY: u32 = 65534;
 
 #[test]
 fn watch_mode_end_to_end_redis() {
@@ -56,11 +60,12 @@ fn watch_mode_end_to_end(family: Family) {
         programs.version(),
         started.elapsed().as_secs_f64()
     );
-    let scenarios: [(&str, Step<()>); 7] = [
+    let scenarios: [(&str, Step<()>); 8] = [
         ("a-no-capabilities", without_capabilities_watch_refuses),
         ("b-start-places-vip", watchers_place_vip_on_master),
         ("c-master-killed", killed_master_moves_vip),
         ("d-vip-deleted-by-hand", deleted_vip_comes_back),
+        ("d2-lock-cannot-stall", the_lock_cannot_stall_the_watcher),
         (
             "e-watcher-killed-during-failover",
             killed_watcher_converges_on_restart,
@@ -155,6 +160,71 @@ fn deleted_vip_comes_back(lab: &mut Lab, _: &mut ()) {
     eprintln!(
         "  d: VIP back on n{h} {:.0} ms after ip addr del",
         took.as_secs_f64() * 1e3
+    );
+    assert_eq!(lab.holders(), vec![h]);
+}
+
+/// (d2) The host lock (issue 22, defect 2). Another local user cannot
+/// take it: the watcher's is its own (0600 in its runtime directory), so
+/// a VIP stripped while that user tries comes back at once. One who may
+/// take it (root) and holds it makes a pass wait at most 5 s: the watcher
+/// says so in its log while the lock is still held, and its next pass
+/// after the release puts the VIP back.
+fn the_lock_cannot_stall_the_watcher(lab: &mut Lab, _: &mut ()) {
+    let h = lab.master_node();
+    assert_eq!(lab.holders(), vec![h]);
+    let lock = lab.lock_path(h);
+    let mode = std::fs::metadata(&lock).map(|m| (m.mode() & 0o777, m.uid()));
+    eprintln!("  d2: lock {}: mode and owner {mode:?}", lock.display());
+    // uid 1 (`daemon`): neither root nor the watcher's user.
+    let mut other = Command::new("setpriv")
+        .args(["--reuid=1", "--regid=1", "--clear-groups", "flock", "-x"])
+        .arg(&lock)
+        .args(["sleep", "8"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv flock");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.delete_vip(h);
+    let back = wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
+        lab.holds(h, VIP4)
+    });
+    let held_by_other = other.try_wait().ok().flatten().is_none();
+    let _ = other.kill();
+    let out = other.wait_with_output().expect("flock");
+    assert!(
+        back && !held_by_other,
+        "uid 1 took the watcher's lock (flock still running: {held_by_other}; lock {mode:?}) \
+         and the stripped VIP stayed away for 3 s; flock said {:?}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    assert_eq!(mode.ok(), Some((0o600, NOBODY)), "lock mode and owner");
+    // Root holds it for 6.5 s, longer than a pass waits.
+    let seen = lab.log_count(h, &["cannot take the lock"]);
+    let mut root = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "6.5"])
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.delete_vip(h);
+    let complained = wait_until(Duration::from_secs(6), POLL, || {
+        lab.log_count(h, &["cannot take the lock"]) > seen
+    });
+    let still_held = root.try_wait().ok().flatten().is_none();
+    let _ = root.wait();
+    let t = Instant::now();
+    let back = wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
+        lab.holds(h, VIP4)
+    });
+    assert!(
+        complained && still_held,
+        "no lock complaint in the watcher's log while root held the lock for 6.5 s"
+    );
+    assert!(back, "VIP not back within 3 s of the lock's release");
+    eprintln!(
+        "  d2: VIP back {:.0} ms after root released the lock",
+        t.elapsed().as_secs_f64() * 1e3
     );
     assert_eq!(lab.holders(), vec![h]);
 }

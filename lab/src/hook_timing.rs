@@ -39,11 +39,10 @@ impl HookCall {
     /// config. Lets an unprivileged hook append to the node's log, as the
     /// lab does for its own unprivileged runs.
     pub fn new(lab: &Lab, n: usize, args: Vec<String>) -> HookCall {
-        for f in [lab.sv_log_path(n), lab.lock_path(n)] {
-            let open = fs::OpenOptions::new().create(true).append(true).open(&f);
-            open.and_then(|_| fs::set_permissions(&f, fs::Permissions::from_mode(0o666)))
-                .unwrap_or_else(|e| panic!("lab: {}: {e}", f.display()));
-        }
+        let f = lab.sv_log_path(n);
+        let open = fs::OpenOptions::new().create(true).append(true).open(&f);
+        open.and_then(|_| fs::set_permissions(&f, fs::Permissions::from_mode(0o666)))
+            .unwrap_or_else(|e| panic!("lab: {}: {e}", f.display()));
         HookCall {
             node: n,
             ns: lab.ns(n),

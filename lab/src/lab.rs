@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::command::{find_in_path, write_file};
-use crate::process::Slot;
+use crate::process::{Slot, NOBODY};
 use crate::topology::{lab_dir, reap_stale_labs, unique_prefix, Namespace, OWNER_FILE};
 use crate::{check_node, node_ip, LabOptions, Programs, MASTER_NAME, NODES, REDIS_PORT};
 use crate::{SENTINEL_PORT, VIP4_CIDR};
@@ -145,9 +145,10 @@ impl Lab {
         self.node_dir(n).join("run").join("control.sock")
     }
 
-    /// Node `n`'s sentinel-vip lock file.
+    /// Node `n`'s sentinel-vip lock file: in the node's runtime directory,
+    /// as the packaged default is in the watcher's.
     pub fn lock_path(&self, n: usize) -> PathBuf {
-        self.node_dir(n).join("sentinel-vip.lock")
+        self.node_dir(n).join("run").join("lock")
     }
 
     /// The lab's private copy of the sentinel-vip binary.
@@ -189,9 +190,12 @@ impl Lab {
             let d = self.node_dir(n);
             fs::create_dir_all(d.join("redis"))
                 .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", d.display()));
+            // As the unit's RuntimeDirectory=: the watcher's user's
+            // (`nobody` here), 0755.
             let run = d.join("run");
             fs::create_dir_all(&run)
-                .and_then(|_| fs::set_permissions(&run, fs::Permissions::from_mode(0o1777)))
+                .and_then(|_| fs::set_permissions(&run, fs::Permissions::from_mode(0o755)))
+                .and_then(|_| std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)))
                 .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", run.display()));
             write_file(
                 &self.config_path(n),
@@ -208,8 +212,8 @@ impl Lab {
             .map(|&m| format!("\"{}:{SENTINEL_PORT}\"", node_ip(m)))
             .collect::<Vec<_>>()
             .join(", ");
-        // The control socket in the lab's own dir (never the host's /run),
-        // in a directory the unprivileged watcher may create it in. Hooks
+        // The control socket and the lock in the lab's own dir (never the
+        // host's /run), in a directory the unprivileged watcher owns. Hooks
         // run unprivileged as `nobody`, standing for Sentinel's user; root
         // may always ask.
         format!(

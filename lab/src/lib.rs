@@ -40,11 +40,13 @@ pub mod monitor;
 pub mod netns;
 pub mod outage;
 pub mod prometheus;
+pub mod scratch;
 pub mod source;
 pub mod stats;
 pub mod suite;
 pub mod timeline;
 pub mod trace;
+pub mod vm;
 
 pub use capture::{Capture, Frame, FrameKind};
 pub use daemons::Paused;

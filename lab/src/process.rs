@@ -192,16 +192,16 @@ impl Lab {
         })
     }
 
-    /// Lets an unprivileged run append to node `n`'s log and open its lock.
+    /// Lets an unprivileged run append to node `n`'s log. (The lock is the
+    /// runtime directory owner's, `nobody`, as the watcher's is.)
     fn open_for(&self, n: usize, who: Privilege) {
         if who == Privilege::Root {
             return;
         }
-        for f in [self.sv_log_path(n), self.lock_path(n)] {
-            let _ = fs::OpenOptions::new().create(true).append(true).open(&f);
-            fs::set_permissions(&f, fs::Permissions::from_mode(0o666))
-                .unwrap_or_else(|e| panic!("lab: chmod {}: {e}", f.display()));
-        }
+        let f = self.sv_log_path(n);
+        let _ = fs::OpenOptions::new().create(true).append(true).open(&f);
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o666))
+            .unwrap_or_else(|e| panic!("lab: chmod {}: {e}", f.display()));
     }
 
     /// Starts `sentinel-vip watch` as `who` on node `n` in its slot (a

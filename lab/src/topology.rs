@@ -14,7 +14,8 @@ use crate::{node_ip, node_ip6, now_epoch, Lab, CLIENT_IP, CLIENT_IP6};
 /// Name of the file in a lab's temp dir holding the pid of the test process.
 pub(crate) const OWNER_FILE: &str = "owner.pid";
 /// Suffixes of a lab's namespace names, after the 8-char prefix.
-const NS_SUFFIXES: [&str; 5] = ["br", "n1", "n2", "n3", "cl"];
+/// `sc` is a [`Scratch`](crate::scratch::Scratch) namespace.
+const NS_SUFFIXES: [&str; 6] = ["br", "n1", "n2", "n3", "cl", "sc"];
 
 /// A network namespace this process created; dropping it kills every
 /// process left in it and deletes it.
@@ -222,6 +223,8 @@ pub(crate) fn reap_stale_labs() {
         }
         for ns in &mine {
             delete_ns(ns);
+            // A scratch namespace's files for `ip netns exec`.
+            let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
         }
         let _ = fs::remove_dir_all(&dir);
     }
@@ -234,7 +237,7 @@ pub(crate) fn lab_dir(prefix: &str) -> std::path::PathBuf {
 
 /// SIGKILLs every process in namespace `ns`, until none is left (killed
 /// processes may have forked meanwhile).
-fn kill_all_in(ns: &str) {
+pub(crate) fn kill_all_in(ns: &str) {
     for _ in 0..50 {
         let pids = ip(&["netns", "pids", ns]);
         let pids = String::from_utf8_lossy(&pids.stdout).to_string();
@@ -248,7 +251,7 @@ fn kill_all_in(ns: &str) {
     eprintln!("lab: processes still running in namespace {ns}");
 }
 
-fn delete_ns(ns: &str) {
+pub(crate) fn delete_ns(ns: &str) {
     let o = ip(&["netns", "del", ns]);
     if !o.status.success() {
         eprintln!(

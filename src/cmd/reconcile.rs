@@ -1,5 +1,6 @@
 //! `reconcile`: one pass for every VIP, as at boot. Exit 2 if any VIP was
-//! refused, 1 if any master could not be learnt or a change failed.
+//! refused, 1 if any master could not be learnt from a Sentinel majority
+//! or a change failed.
 
 use std::time::Instant;
 
@@ -7,7 +8,7 @@ use anyhow::{anyhow, Result};
 use tracing::info;
 
 use crate::config::Config;
-use crate::decide::Master;
+use crate::decide::{basis, Basis};
 use crate::engine::{ms, Engine, FirstRound};
 use crate::error::{exit_code, one_line, permanent};
 use crate::lock;
@@ -22,13 +23,28 @@ pub(super) async fn run(cfg: Config) -> Result<()> {
     let mut held = Vec::new();
     for vip in &engine.cfg.vip {
         let (v, m) = view.master(&vip.master);
-        if let Master::Unknown { .. } = m {
-            errors.push(format!(
-                "{}: no Sentinel knows it ({}/{} answered)",
-                vip.master, v.answered, v.total
-            ));
+        if let Some(e) = view.unresolved(&vip.master) {
+            let e = e.clone().into_error(&vip.master);
+            refused |= exit_code(&e) == 2;
+            errors.push(one_line(&e));
             continue;
         }
+        let m = match basis(v.answered, v.total, m) {
+            Basis::Sentinels(m) => m,
+            Basis::NoAnswer => {
+                errors.push(format!(
+                    "{}: no Sentinel knows it ({}/{} answered)",
+                    vip.master, v.answered, v.total
+                ));
+                continue;
+            }
+            // At boot a cut-off old master's own Sentinel may still name
+            // it: only a majority places the VIP.
+            b @ Basis::Minority { .. } => {
+                errors.push(format!("{}: {b}", vip.master));
+                continue;
+            }
+        };
         match engine.converge(&view, vip, &m, FirstRound::Now).await {
             Ok(o) => {
                 info!(master = %vip.master, sentinel = %v, action = ?o.action, change = ?o.change, "reconcile");

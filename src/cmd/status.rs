@@ -85,6 +85,7 @@ pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
             pending: match action {
                 Action::Nothing | Action::Keep => None,
                 Action::Refuse(why) => Some(format!("Refuse: {why}")),
+                Action::Wait(why) => Some(format!("Wait: {why}")),
                 a => Some(format!("{a:?}")),
             },
             agree: verdict.majority() && reported.len() == 1 && settled,

@@ -3,6 +3,7 @@
 //! the same refusals as the passes (never the host's own address).
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -12,6 +13,7 @@ use crate::cli::VipCommand;
 use crate::config::{check_label, valid_ifname, Cidr, Config};
 use crate::error::permanent;
 use crate::netlink::{Change, Link, Netlink, Snapshot};
+use crate::{lock, owned};
 
 /// One line of `vip show`.
 #[derive(Debug, Serialize)]
@@ -43,20 +45,58 @@ impl fmt::Display for VipRow {
 
 pub(super) async fn run(cmd: VipCommand, cfg: Option<Config>) -> Result<()> {
     let nl = Netlink::connect()?;
-    let snap = nl.snapshot().await?;
+    let lock_file = cfg.as_ref().map_or_else(
+        || PathBuf::from(crate::config::defaults::LOCK_FILE),
+        |c| c.lock_file.clone(),
+    );
+    let record = owned::path_for(&lock_file);
+    // Changes take the host lock, as passes do (the record is written
+    // under it); `show` only reads. Without the capability to change
+    // anything, that is the error, not the lock's.
+    let _lock = match cmd {
+        VipCommand::Show(_) => None,
+        _ if crate::caps::missing().contains(&"CAP_NET_ADMIN") => {
+            return Err(permanent("vip: needs CAP_NET_ADMIN to change addresses"));
+        }
+        _ => Some(lock::acquire(&lock_file).await?),
+    };
+    let mut snap = nl.snapshot().await?;
+    owned::mark(&mut snap.addrs, &owned::load(&record));
     match cmd {
         VipCommand::Add {
             cidr,
             dev,
             label,
             no_announce,
-        } => add(&nl, &snap, cfg, &cidr, &dev, label, no_announce).await,
-        VipCommand::Del { cidr, dev, force } => del(&nl, &snap, &cidr, &dev, force).await,
+        } => {
+            let hands = Hands {
+                nl: &nl,
+                snap: &snap,
+                record: &record,
+            };
+            add(hands, cfg, &cidr, &dev, label, no_announce).await
+        }
+        VipCommand::Del { cidr, dev, force } => {
+            let hands = Hands {
+                nl: &nl,
+                snap: &snap,
+                record: &record,
+            };
+            del(hands, &cidr, &dev, force).await
+        }
         VipCommand::Show(j) => {
             show(&snap, cfg.as_ref(), j.json);
             Ok(())
         }
     }
+}
+
+/// What `add` and `del` work with: the netlink socket, the dump taken
+/// under the lock, the ownership record.
+struct Hands<'a> {
+    nl: &'a Netlink,
+    snap: &'a Snapshot,
+    record: &'a Path,
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr> {
@@ -69,8 +109,7 @@ fn link_of<'a>(snap: &'a Snapshot, dev: &str) -> Result<&'a Link> {
 }
 
 async fn add(
-    nl: &Netlink,
-    snap: &Snapshot,
+    h: Hands<'_>,
     cfg: Option<Config>,
     cidr: &str,
     dev: &str,
@@ -87,6 +126,7 @@ async fn add(
     if let Some(l) = &label {
         check_label(l, dev, vip.ip).map_err(permanent)?;
     }
+    let (nl, snap) = (h.nl, h.snap);
     let link = link_of(snap, dev)?;
     if let Some(a) = snap
         .addrs
@@ -111,6 +151,9 @@ async fn add(
         (_, mac) => mac,
     };
     let change = nl.add(vip, link.index, label.as_deref()).await?;
+    if change == Change::Made {
+        owned::added_or_undo(nl, h.record, vip, link.index).await?;
+    }
     let said = match change {
         Change::Made => "added",
         Change::AlreadyInPlace => "already present",
@@ -129,7 +172,8 @@ async fn add(
     Ok(())
 }
 
-async fn del(nl: &Netlink, snap: &Snapshot, cidr: &str, dev: &str, force: bool) -> Result<()> {
+async fn del(h: Hands<'_>, cidr: &str, dev: &str, force: bool) -> Result<()> {
+    let (nl, snap) = (h.nl, h.snap);
     let vip = parse_cidr(cidr)?;
     let link = link_of(snap, dev)?;
     let Some(a) = snap
@@ -149,6 +193,7 @@ async fn del(nl: &Netlink, snap: &Snapshot, cidr: &str, dev: &str, force: bool) 
         Change::Made => "deleted",
         Change::AlreadyInPlace => "already absent",
     };
+    owned::forget(h.record, vip.ip);
     println!("{vip} on {dev}: {said}");
     Ok(())
 }

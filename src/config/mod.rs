@@ -24,10 +24,10 @@ pub const DEFAULT_PATH: &str = "/etc/sentinel-vip/sentinel-vip.toml";
 pub mod defaults {
     use std::time::Duration;
 
-    /// `/run/lock` is world-writable tmpfs on Debian-family systems, so an
-    /// unprivileged hook can create the lock; it is emptied at boot, like
-    /// the VIPs themselves.
-    pub const LOCK_FILE: &str = "/run/lock/sentinel-vip.lock";
+    /// In the watcher's runtime directory (tmpfs, emptied at boot like the
+    /// VIPs), its owner's alone: in a world-writable directory such as
+    /// `/run/lock`, any user could open it and stall every pass.
+    pub const LOCK_FILE: &str = "/run/sentinel-vip/lock";
     /// Where the watcher listens for hooks (systemd's `RuntimeDirectory=`).
     pub const CONTROL_SOCKET: &str = "/run/sentinel-vip/control.sock";
     /// The users the distributions' Sentinel units run as: Redis' (Debian,

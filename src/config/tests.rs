@@ -35,6 +35,9 @@ fn good_config_parses_with_defaults() {
     assert_eq!(c.sentinel_timeout, Duration::from_millis(300));
     assert_eq!(c.sentinel_loss_after, Duration::from_secs(10));
     assert_eq!(c.lock_file, PathBuf::from(defaults::LOCK_FILE));
+    // Issue 22, defect 2: the watcher's runtime directory, beside its
+    // socket; never a world-writable one like /run/lock.
+    assert_eq!(c.lock_file.parent(), c.control_socket.parent());
     assert_eq!(c.control_socket, PathBuf::from(defaults::CONTROL_SOCKET));
     assert_eq!(c.control_socket_users, ["redis", "valkey"]);
     assert_eq!(c.control_socket_group, None);

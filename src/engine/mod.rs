@@ -6,10 +6,11 @@
 
 mod view;
 
-pub use view::{local_addrs, presence, View};
+pub use crate::resolve::resolve;
+pub use view::{local_addrs, placed, presence, View};
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -18,10 +19,10 @@ use tracing::{info, warn};
 
 use crate::announce::{Sender, Target};
 use crate::config::{Config, VipConfig};
-use crate::decide::{announce_again, Action, Master};
+use crate::decide::{announce_again, basis, Action, Master};
 use crate::error::permanent;
-use crate::hookargs::Host;
-use crate::netlink::{Change, Netlink};
+use crate::netlink::{Change, Netlink, Snapshot};
+use crate::owned;
 use crate::sentinel::{verdict, Sentinels};
 
 /// Who sends the first announcement round for a VIP held after `apply`.
@@ -47,28 +48,11 @@ pub struct Engine {
     pub cfg: Config,
     pub nl: Netlink,
     pub sentinels: Sentinels,
+    /// The ownership record, beside the lock.
+    pub record: PathBuf,
     /// Opened on first use (it needs CAP_NET_RAW, `status` does not) and
     /// kept: closing an AF_PACKET socket costs an RCU grace period.
     packet: OnceLock<Sender>,
-}
-
-/// Resolves a Sentinel-style address (`announce-hostnames` gives names).
-pub async fn resolve(host: &Host) -> Result<Vec<IpAddr>> {
-    match host {
-        Host::Ip(ip) => Ok(vec![*ip]),
-        Host::Name(n) => {
-            let ips: Vec<IpAddr> = tokio::net::lookup_host((n.as_str(), 0))
-                .await
-                .map_err(|e| anyhow!("resolve {n}: {e}"))?
-                .map(|sa| sa.ip())
-                .collect();
-            if ips.is_empty() {
-                Err(anyhow!("resolve {n}: no addresses"))
-            } else {
-                Ok(ips)
-            }
-        }
-    }
 }
 
 impl Engine {
@@ -77,6 +61,7 @@ impl Engine {
         Ok(Engine {
             nl: Netlink::connect()?,
             sentinels,
+            record: owned::path_for(&cfg.lock_file),
             cfg,
             packet: OnceLock::new(),
         })
@@ -99,20 +84,33 @@ impl Engine {
     ) -> Result<View> {
         let (answers, snap) =
             tokio::join!(self.sentinels.ask(names, known_down), self.nl.snapshot());
-        let snap = snap?;
+        let mut snap = snap?;
+        self.vouch(&mut snap);
+        // Names (announce-hostnames) resolve all at once, each within the
+        // Sentinel timeout: a dead resolver costs a pass that, not more.
+        let verdicts: Vec<_> = names.iter().map(|n| (*n, verdict(&answers, n))).collect();
+        let within = self.cfg.sentinel_timeout;
+        let resolved = futures::future::join_all(verdicts.iter().map(|(_, v)| async move {
+            match &v.master {
+                Some(r) => Some(
+                    resolve(&r.host, within)
+                        .await
+                        .map(|ips| placed(&r.host, ips)),
+                ),
+                None => None,
+            }
+        }))
+        .await;
         let mut masters = HashMap::new();
         let mut unresolved = Vec::new();
-        for n in names {
-            let v = verdict(&answers, n);
-            let m = match &v.master {
-                Some(r) => match resolve(&r.host).await {
-                    Ok(ips) => Master::Known(ips),
-                    Err(e) => {
-                        warn!(master = %n, error = %e, "cannot resolve the master Sentinel names");
-                        unresolved.push(n.to_string());
-                        Master::Unknown { lost_for: None }
-                    }
-                },
+        for ((n, v), r) in verdicts.into_iter().zip(resolved) {
+            let m = match r {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    warn!(master = %n, error = %e, temporary = e.temporary, "cannot resolve the master Sentinel names");
+                    unresolved.push((n.to_string(), e));
+                    Master::Unknown { lost_for: None }
+                }
                 None => Master::Unknown { lost_for: None },
             };
             masters.insert(n.to_string(), (v, m));
@@ -124,6 +122,26 @@ impl Engine {
             local: local_addrs(&snap.addrs, &self.cfg),
             snap,
         })
+    }
+
+    /// This host's links and addresses, the ones the record vouches for
+    /// marked ours.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut snap = self.nl.snapshot().await?;
+        self.vouch(&mut snap);
+        Ok(snap)
+    }
+
+    /// Marks what the ownership record vouches for, reading it only when
+    /// some configured VIP is present untagged and primary (on a kernel
+    /// that keeps the tag, never).
+    fn vouch(&self, snap: &mut Snapshot) {
+        owned::learn(&snap.addrs);
+        let untagged =
+            |a: &crate::netlink::Addr| self.cfg.is_vip(a.ip) && !a.tagged() && !a.secondary;
+        if snap.addrs.iter().any(untagged) {
+            owned::mark(&mut snap.addrs, &owned::load(&self.record));
+        }
     }
 
     /// Sends one announcement round for `t`.
@@ -140,7 +158,9 @@ impl Engine {
             .map_err(|e| anyhow!("announce {} on {}: {e}", t.ip, t.ifname))
     }
 
-    /// Decides for `vip` against `view` with `master`, and applies it.
+    /// Decides for `vip` against `view` with `master`, and applies it: the
+    /// one-shot runs' pass. Waiting is a transient failure for them (exit
+    /// 1: Sentinel retries the hook); the watcher's next pass needs none.
     pub async fn converge(
         &self,
         view: &View,
@@ -149,6 +169,9 @@ impl Engine {
         first: FirstRound,
     ) -> Result<Outcome> {
         let action = view.decide(&self.cfg, vip, master);
+        if let Action::Wait(why) = &action {
+            return Err(anyhow!("{}: {} not added: {why}", vip.master, vip.address));
+        }
         self.apply(view, vip, action, first).await
     }
 
@@ -166,7 +189,10 @@ impl Engine {
             change: None,
             target: None,
         };
-        if !matches!(action, Action::Nothing | Action::Refuse(_)) {
+        if !matches!(
+            action,
+            Action::Nothing | Action::Wait(_) | Action::Refuse(_)
+        ) {
             // Fail before touching anything: adding a VIP we then cannot
             // announce would leave clients pointing at the old holder.
             let missing = crate::caps::missing();
@@ -181,7 +207,7 @@ impl Engine {
         }
         match &action {
             Action::Refuse(why) => return Err(permanent(format!("{}: {why}", vip.master))),
-            Action::Nothing => {}
+            Action::Nothing | Action::Wait(_) => {}
             Action::Acquire | Action::Keep => {
                 let link = link.ok_or_else(|| {
                     anyhow!("{}: interface {} does not exist", vip.master, vip.interface)
@@ -191,7 +217,12 @@ impl Engine {
                 })?;
                 if action == Action::Acquire {
                     let label = vip.label.as_deref();
-                    out.change = Some(self.nl.add(vip.address, link.index, label).await?);
+                    let change = self.nl.add(vip.address, link.index, label).await?;
+                    if change == Change::Made {
+                        owned::added_or_undo(&self.nl, &self.record, vip.address, link.index)
+                            .await?;
+                    }
+                    out.change = Some(change);
                 }
                 let t = Target {
                     ifindex: link.index,
@@ -210,6 +241,7 @@ impl Engine {
                     .map(|l| l.index)
                     .ok_or_else(|| anyhow!("interface {} vanished", vip.interface))?;
                 out.change = Some(self.nl.del(vip.address, index).await?);
+                owned::forget(&self.record, vip.address.ip);
             }
         }
         Ok(out)
@@ -240,10 +272,11 @@ impl Engine {
                     .addrs
                     .iter()
                     .any(|a| a.ip == t.ip && a.index == t.ifindex);
-                let (_, master) = view.master(&vip.master);
-                let again = announce_again(present, &master, &view.local);
+                let (v, master) = view.master(&vip.master);
+                let b = basis(v.answered, v.total, master);
+                let again = announce_again(present, &b, &view.local);
                 if !again {
-                    info!(vip = %t.ip, present, sentinel = ?master, "VIP no longer ours to announce; stopping");
+                    info!(vip = %t.ip, present, sentinel = %b, "VIP no longer ours to announce; stopping");
                 }
                 again
             });

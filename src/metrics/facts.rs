@@ -67,7 +67,7 @@ impl ActionKind {
             Action::Acquire => Some((ActionKind::Acquire, String::new())),
             Action::Release => Some((ActionKind::Release, String::new())),
             Action::Refuse(why) => Some((ActionKind::Refuse, why.clone())),
-            Action::Keep | Action::Nothing => None,
+            Action::Keep | Action::Nothing | Action::Wait(_) => None,
         }
     }
 }

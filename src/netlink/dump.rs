@@ -41,6 +41,27 @@ impl Netlink {
         Ok(out)
     }
 
+    /// `ip addr show dev IF to VIP`: the address `vip` on interface
+    /// `index`, as the kernel has it now (after an add, to read back what
+    /// it kept).
+    pub async fn addr(&self, vip: crate::config::Cidr, index: u32) -> Result<Option<Addr>> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        // The whole dump, read to its end: one left half-read would make
+        // the socket's next dump fail with EBUSY.
+        let mut found = None;
+        while let Some(m) = s.try_next().await.context("netlink address dump")? {
+            if let Some(a) = parse_addr(&m).filter(|a| a.ip == vip.ip && a.prefix == vip.prefix) {
+                found = Some(a);
+            }
+        }
+        Ok(found)
+    }
+
     /// `ip addr show`.
     pub async fn addrs(&self) -> Result<Vec<Addr>> {
         let mut out = Vec::new();
@@ -59,6 +80,7 @@ pub(super) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
     let mut local = None;
     let mut label = None;
     let mut proto = None;
+    let mut cstamp = None;
     let mut flags = u32::from(m.header.flags.bits());
     for a in &m.attributes {
         match a {
@@ -66,6 +88,7 @@ pub(super) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
             AddressAttribute::Local(x) => local = Some(*x),
             AddressAttribute::Label(l) => label = Some(l.clone()),
             AddressAttribute::Protocol(p) => proto = Some(u8::from(*p)),
+            AddressAttribute::CacheInfo(c) => cstamp = Some(c.cstamp),
             AddressAttribute::Flags(f) => flags = f.bits(),
             _ => {}
         }
@@ -79,5 +102,7 @@ pub(super) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         secondary: flags & AddressFlags::Secondary.bits() != 0,
         label,
         proto,
+        cstamp,
+        recorded: false,
     })
 }

@@ -20,6 +20,7 @@ use crate::error::permanent;
 
 /// The `proto` we tag our VIPs with (`ip addr show` prints it), so that an
 /// address the host had itself is never mistaken for a VIP we added.
+/// Kernels before 5.18 drop it: `owned` keeps the record there.
 pub const ADDR_PROTO: u8 = 0x56;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +39,13 @@ pub struct Addr {
     pub secondary: bool,
     pub label: Option<String>,
     pub proto: Option<u8>,
+    /// When the kernel created the address (`IFA_CACHEINFO`'s `cstamp`,
+    /// hundredths of a second since boot): the ownership record's check
+    /// that an address is still the one sentinel-vip added.
+    pub cstamp: Option<u32>,
+    /// The ownership record vouches for it (see `owned`); set by the
+    /// engine after a dump, never by netlink.
+    pub recorded: bool,
 }
 
 impl Addr {
@@ -57,11 +65,20 @@ impl Addr {
             secondary,
             label: None,
             proto,
+            cstamp: None,
+            recorded: false,
         }
     }
 
-    pub fn ours(&self) -> bool {
+    /// Tagged by us: added with [`ADDR_PROTO`] on a kernel that keeps it.
+    pub fn tagged(&self) -> bool {
         self.proto == Some(ADDR_PROTO)
+    }
+
+    /// Added by sentinel-vip: tagged, or (on a kernel that drops the tag)
+    /// vouched for by the ownership record.
+    pub fn ours(&self) -> bool {
+        self.tagged() || self.recorded
     }
 }
 

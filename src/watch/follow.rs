@@ -82,10 +82,11 @@ impl Watcher {
             Next::WaitMaster { until } => {
                 let Some(replica) = replica else { return };
                 let node = crate::datanode::Node::new(&self.engine.cfg, &replica);
+                let within = self.engine.cfg.sentinel_timeout;
                 tokio::spawn(async move {
                     let master_at = async {
                         let at = node?.wait_master(ROLE_EVERY, until).await?;
-                        Ok::<_, anyhow::Error>((at, resolve(&replica.0).await?))
+                        Ok::<_, anyhow::Error>((at, resolve(&replica.0, within).await?))
                     }
                     .await
                     .map_err(|e| one_line(&e));

@@ -462,11 +462,14 @@ impl Watcher {
             info!("watch: exiting; VIPs kept (on_exit = keep)");
         } else {
             let _lock = lock::acquire(&cfg.lock_file).await?;
-            let snap = self.engine.nl.snapshot().await?;
+            let snap = self.engine.snapshot().await?;
             for v in &cfg.vip {
                 if crate::engine::presence(&snap, v) == Presence::Held {
                     if let Some(l) = snap.link(&v.interface) {
                         let r = self.engine.nl.del(v.address, l.index).await;
+                        if r.is_ok() {
+                            crate::owned::forget(&self.engine.record, v.address.ip);
+                        }
                         info!(vip = %v.address, result = ?r.as_ref().map_err(one_line), "watch: released on exit");
                         if r.is_ok() {
                             let did = Some((ActionKind::Release, "on_exit".to_string()));

@@ -13,8 +13,8 @@ use super::state::{self, Trust};
 use super::Watcher;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
-use crate::decide::{Action, Master, Presence};
-use crate::engine::{ms, resolve, FirstRound};
+use crate::decide::{basis, Action, Basis, Master, Presence};
+use crate::engine::{ms, placed, resolve, FirstRound};
 use crate::error::{exit_code, one_line};
 use crate::lock;
 use crate::metrics::{ActionKind, ErrorKind, Said, Trigger as Why, VipId};
@@ -149,27 +149,48 @@ impl Watcher {
                     hints.push((vip.master.clone(), sentinel.clone()));
                 }
             }
-            let trusted = self
-                .state
-                .trust(now, &vip.master, v.majority(), &answer, hook.is_some());
+            // A master the Sentinels named by a name that did not resolve
+            // is their answer failing, not their silence: a hook's
+            // arguments do not stand in for it.
+            let unresolved = view.unresolved(&vip.master);
+            let args_may_decide = hook.is_some() && unresolved.is_none();
+            let trusted =
+                self.state
+                    .trust(now, &vip.master, v.majority(), &answer, args_may_decide);
+            // A hook waiting on a pass that trusted no answer is told why,
+            // and to retry: a minority settled nothing it asked.
+            let mut unconfirmed = match (unresolved, basis(v.answered, v.total, answer)) {
+                (Some(e), _) => Some(Reply::new(
+                    if e.temporary { 1 } else { 2 },
+                    format!("{}: {e}", vip.master),
+                )),
+                (None, b @ Basis::Minority { .. }) => {
+                    Some(Reply::new(1, format!("{}: {b}", vip.master)))
+                }
+                _ => None,
+            };
             // A followed promotion goes before the Sentinels' answer until
             // they reach a newer configuration.
             let master = match (self.promotions.master_for(&vip.master, epoch), trusted) {
-                (Some(promoted), _) => promoted,
+                (Some(promoted), _) => {
+                    unconfirmed = None;
+                    promoted
+                }
                 (None, Trust::Master(m)) => m,
                 (None, Trust::HookArgs) => {
                     let to = &hook.expect("only with a hook waiting").call.to.0;
-                    match resolve(to).await {
+                    match resolve(to, cfg.sentinel_timeout).await {
                         Ok(ips) => {
                             warn!(master = %vip.master, to = %to, "no Sentinel answered; acting on the hook's arguments");
-                            Master::Known(ips)
+                            placed(to, ips)
                         }
                         Err(e) => {
                             self.metrics.error(ErrorKind::Resolve);
                             let held = view.presence(vip) == Presence::Held;
                             self.metrics.vip_state(&id, held, &said);
+                            let code = if e.temporary { 1 } else { 2 };
                             let e = format!("{}: no Sentinel answered and TO_IP: {e}", vip.master);
-                            merge(&mut replies, &vip.master, Reply::new(2, e));
+                            merge(&mut replies, &vip.master, Reply::new(code, e));
                             continue;
                         }
                     }
@@ -192,6 +213,10 @@ impl Watcher {
                     ),
                 ),
                 Err(e) => Reply::new(exit_code(e) as u8, one_line(e)),
+            };
+            let reply = match unconfirmed {
+                Some(r) if reply.code == 0 => r,
+                _ => reply,
             };
             merge(&mut replies, &vip.master, reply);
             // Held after the pass: what it did, or what it found.
@@ -219,7 +244,14 @@ impl Watcher {
             }
             match result {
                 Ok(o) => {
-                    if !matches!(o.action, Action::Nothing | Action::Keep) {
+                    if let Action::Wait(why) = &o.action {
+                        if self.state.waiting(vip.address.ip, Some(why)) {
+                            warn!(master = %vip.master, vip = %vip.address, why = %why, "VIP not added yet");
+                        }
+                    } else {
+                        self.state.waiting(vip.address.ip, None);
+                    }
+                    if !matches!(o.action, Action::Nothing | Action::Keep | Action::Wait(_)) {
                         changed += 1;
                         info!(
                             master = %vip.master, vip = %vip.address, why = why.as_str(), action = ?o.action,
@@ -233,6 +265,7 @@ impl Watcher {
                     self.state.converged(now, vip.address.ip, target, fresh);
                 }
                 Err(e) => {
+                    self.state.failed(vip.address.ip);
                     if !matches!(action, Action::Refuse(_)) {
                         self.metrics.error(ErrorKind::Netlink);
                     }
