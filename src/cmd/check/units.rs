@@ -160,19 +160,20 @@ fn one_unit(u: &UnitFiles, w: &Watcher) -> Vec<(Level, String)> {
         if u.enabled { "enabled" } else { "not enabled" }
     );
     let mut out = Vec::new();
-    let mut fail = |t: String| out.push((Level::Fail, format!("{head}: {t}")));
+    // What keeps its hooks from the watcher: a problem if it runs one
+    // (its config names a client-reconfig-script), else only a note.
+    let mut reach = Vec::new();
     if s.dynamic_user {
-        fail(
+        reach.push(
             "DynamicUser=yes: its uid is not known ahead, so name the user with User= in a drop-in"
-                .into(),
+                .to_string(),
         );
     }
-    // The socket: the family, a hidden path, and the watcher's rule.
     if !s.unix_sockets() {
-        fail("RestrictAddressFamilies= forbids AF_UNIX, so its hook cannot reach the watcher; fix: a drop-in with RestrictAddressFamilies=AF_UNIX".into());
+        reach.push("RestrictAddressFamilies= forbids AF_UNIX, so its hook cannot reach the watcher; fix: a drop-in with RestrictAddressFamilies=AF_UNIX".into());
     }
     if s.hides(w.socket) {
-        fail(format!(
+        reach.push(format!(
             "InaccessiblePaths= hides {}; fix: remove it from the unit",
             w.socket.display()
         ));
@@ -185,20 +186,26 @@ fn one_unit(u: &UnitFiles, w: &Watcher) -> Vec<(Level, String)> {
     };
     let (uid, gid) = ids.unwrap_or((u32::MAX, u32::MAX));
     if ids.is_none() && user != "root" {
-        fail(format!(
+        reach.push(format!(
             "user {user} does not exist (is its package installed?)"
         ));
     } else if !users::peer_allowed(uid, gid, Some(&user), u32::MAX, &allowed) {
-        fail(format!(
+        reach.push(format!(
             "the watcher does not serve user {user}; fix: add \"{user}\" to control_socket_users"
         ));
     }
+    let unknown = |out: &mut Vec<(Level, String)>, reach: &[String]| {
+        for r in reach {
+            out.push((Level::Note, format!("{head}: if it runs the hook: {r}")));
+        }
+    };
     // The script lines of its Sentinel config.
     let Some(conf) = s.config_file().map(str::to_string) else {
         out.push((
             Level::Note,
             format!("{head}: its ExecStart= names no Sentinel config"),
         ));
+        unknown(&mut out, &reach);
         return out;
     };
     let text = match fs::read_to_string(&conf) {
@@ -208,6 +215,7 @@ fn one_unit(u: &UnitFiles, w: &Watcher) -> Vec<(Level, String)> {
                 Level::Note,
                 format!("{head}: cannot read {conf} ({e}); run check as root or as {user} to see its client-reconfig-script lines"),
             ));
+            unknown(&mut out, &reach);
             return out;
         }
     };
@@ -223,6 +231,11 @@ fn one_unit(u: &UnitFiles, w: &Watcher) -> Vec<(Level, String)> {
                 format!("{head}: {conf} has no client-reconfig-script for {m} (the watcher still follows it); to hand its failovers over at once add: {}", fix_line(m)),
             ));
         }
+    }
+    if scripts.is_empty() {
+        unknown(&mut out, &reach);
+    } else {
+        out.extend(reach.iter().map(|r| (Level::Fail, format!("{head}: {r}"))));
     }
     if scripts.is_empty() && w.masters.is_none() {
         out.push((
