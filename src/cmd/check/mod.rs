@@ -36,10 +36,9 @@ pub(super) async fn run(path: &Path) -> Result<()> {
             println!("note {unreadable}: the watcher's only (hooks hand off without it); the checks that need it are skipped");
             None
         }
-        Err(e) => {
-            bad.push(crate::error::one_line(&e));
-            None
-        }
+        // An invalid config is the first thing to fix: exit 2, as for
+        // every command that reads it.
+        Err(e) => return Err(e),
     };
     hook_path(cfg.as_ref(), &mut bad).await;
     watcher::privileges(&crate::hook::control_socket(cfg.as_ref())).await;
@@ -179,7 +178,7 @@ async fn hook_path(cfg: Option<&Config>, bad: &mut Vec<String>) {
             missing.join(" and ")
         )),
         (Err(f), false) => bad.push(format!(
-            "hook: {f} on {sock} and the config is unreadable here: hooks exit 1 until the watcher runs"
+            "hook: {f} on {sock} and this user cannot read the config: hooks exit 1 until the watcher runs"
         )),
     }
 }
