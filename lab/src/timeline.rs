@@ -36,6 +36,12 @@ fn parse_rfc3339(s: &str) -> Option<f64> {
     Some(epoch(y, mo, dd, h, mi, t.next()?.parse().ok()?))
 }
 
+/// `2026-12-06T02:50:12.190160` (UTC, as `ip -ts` prints it under
+/// `TZ=UTC`) to epoch.
+pub(crate) fn epoch_of(s: &str) -> Option<f64> {
+    parse_rfc3339(&format!("{s}Z"))
+}
+
 /// The timestamp that starts a sentinel-vip log line.
 fn log_line_time(line: &str) -> Option<f64> {
     parse_rfc3339(line.split_whitespace().next()?)
