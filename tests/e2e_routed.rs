@@ -12,6 +12,8 @@
 
 #[path = "e2e_routed/faults.rs"]
 mod faults;
+#[path = "e2e_routed/mixed.rs"]
+mod mixed;
 
 use std::path::Path;
 use std::sync::MutexGuard;
@@ -22,7 +24,8 @@ use sentinel_vip_lab::routed::observe::FrameWatch;
 use sentinel_vip_lab::routed::outage::kill_routed_master;
 use sentinel_vip_lab::routed::{Daemon, RouteMonitor, Routed, CLIENT, VIP};
 use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, Step};
-use sentinel_vip_lab::{e2e_enabled, node_ip, wait_until, Family, Lab, LabOptions, Privilege};
+use sentinel_vip_lab::Privilege;
+use sentinel_vip_lab::{e2e_enabled, hook_cmd, node_ip, wait_until, Family, Lab, LabOptions};
 use sentinel_vip_lab::{MASTER_NAME, NODES};
 
 /// As the systemd unit runs it.
@@ -60,22 +63,31 @@ fn routed_frr_redis() {
     let Some((_one, lab, mut shared, started)) = routed_lab(Family::Redis, Daemon::Frr) else {
         return;
     };
-    let scenarios: [(&str, Step<Shared>); 3] = [
+    let scenarios: [(&str, Step<Shared>); 4] = [
         ("a-route-and-write", route_and_write),
         ("b-kill-failover", kill_failover),
+        ("b2-hook-metrics-notify", hook_metrics_notify),
         ("h-no-frames-for-the-vip", no_frames_for_the_vip),
     ];
     run_scenarios(lab, &mut shared, &scenarios, started);
     report(&shared, "FRR hosts, Redis");
 }
 
+/// One VIP on `eth0` (l2) and one on `lo` (routed) for the same master,
+/// on the bridge lab.
+#[test]
+fn mixed_l2_and_routed_vips() {
+    mixed::mixed_l2_and_routed();
+}
+
 fn routed_end_to_end(family: Family) {
     let Some((_one, lab, mut shared, started)) = routed_lab(family, Daemon::Bird) else {
         return;
     };
-    let scenarios: [(&str, Step<Shared>); 8] = [
+    let scenarios: [(&str, Step<Shared>); 9] = [
         ("a-route-and-write", route_and_write),
         ("b-kill-failover", kill_failover),
+        ("b2-hook-metrics-notify", hook_metrics_notify),
         ("c-host-cut-off-silent", faults::host_cut_off_silent),
         (
             "d-release-cut-from-sentinels",
@@ -123,6 +135,7 @@ fn routed_lab(family: Family, daemon: Daemon) -> Option<Built> {
         figures: Vec::new(),
     };
     for n in NODES {
+        lab.rewrite_config(n, &node_top(&lab, n, ""));
         lab.start_watcher(n, WATCHER);
     }
     eprintln!(
@@ -134,6 +147,30 @@ fn routed_lab(family: Family, daemon: Daemon) -> Option<Built> {
         started.elapsed().as_secs_f64()
     );
     Some((one, lab, shared, started))
+}
+
+/// Host `n`'s top-level config: `/metrics` on its own address, reached
+/// from the client's namespace through the router, and notify commands
+/// appending `<action> <vip>` to a file the watcher's user may write;
+/// then `extra`.
+pub fn node_top(lab: &Lab, n: usize, extra: &str) -> String {
+    let log = notify_log(lab, n);
+    format!(
+        "metrics_listen = \"{}:{METRICS_PORT}\"\n\
+         on_acquire = ['/bin/sh', '-c', 'echo \"$SENTINEL_VIP_ACTION $SENTINEL_VIP_VIP\" >> {log}']\n\
+         on_release = ['/bin/sh', '-c', 'echo \"$SENTINEL_VIP_ACTION $SENTINEL_VIP_VIP\" >> {log}']\n\
+         {extra}",
+        node_ip(n),
+        log = log.display()
+    )
+}
+
+const METRICS_PORT: u16 = 9469;
+
+/// Where host `n`'s notify commands write: its runtime dir, the
+/// watcher's user's.
+fn notify_log(lab: &Lab, n: usize) -> std::path::PathBuf {
+    lab.node_dir(n).join("run").join("notify.log")
 }
 
 fn report(shared: &Shared, what: &str) {
@@ -224,6 +261,70 @@ fn kill_failover(lab: &mut Lab, sh: &mut Shared) {
         ms(k.after_kill(w.first_kept)),
         k.old,
         k.new
+    ));
+}
+
+/// (b2) The rest of the product is unchanged for a routed VIP: a hook
+/// with no capability is answered by the watcher; `/metrics` (scraped
+/// from the client through the router) names the mode, counts no
+/// announcement round and says who holds it; the notify commands ran for
+/// the failover of (b): `acquire` on the new master, `release` on the old.
+fn hook_metrics_notify(lab: &mut Lab, sh: &mut Shared) {
+    let m = lab.wait_routed_holder(0, Duration::from_secs(15));
+    let other = NODES.into_iter().find(|&n| n != m).expect("a replica");
+    let o = lab.sv_as(m, Privilege::NoCaps, &hook_cmd("observer", other, m));
+    expect_exit(&o, 0, "a hook with no capability on the holder");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("answered by the watcher"), "hook: {err}");
+    let labels = format!("master=\"{MASTER_NAME}\",vip=\"{VIP}\",interface=\"lo\"");
+    for n in NODES {
+        let addr = format!("{}:{METRICS_PORT}", node_ip(n))
+            .parse()
+            .expect("addr");
+        let (code, body) = lab
+            .client_http_get(addr, "/metrics")
+            .unwrap_or_else(|e| panic!("scrape n{n}: {e}"));
+        assert_eq!(code, 200, "scrape n{n}");
+        for (series, want) in [
+            (
+                format!("sentinel_vip_mode_info{{{labels},mode=\"routed\"}}"),
+                "1",
+            ),
+            (
+                format!("sentinel_vip_held{{{labels}}}"),
+                if n == m { "1" } else { "0" },
+            ),
+            (
+                format!("sentinel_vip_announcement_rounds_total{{{labels}}}"),
+                "0",
+            ),
+        ] {
+            let line = format!("{series} {want}");
+            assert!(
+                body.lines().any(|l| l == line),
+                "n{n} lacks `{line}`:\n{body}"
+            );
+        }
+    }
+    let acts = |n: usize| std::fs::read_to_string(notify_log(lab, n)).unwrap_or_default();
+    let acquired: Vec<usize> = NODES
+        .into_iter()
+        .filter(|&n| acts(n).contains(&format!("acquire {VIP}")))
+        .collect();
+    let released: Vec<usize> = NODES
+        .into_iter()
+        .filter(|&n| acts(n).contains(&format!("release {VIP}")))
+        .collect();
+    assert!(
+        acquired.contains(&m),
+        "no `acquire` notify on the holder n{m}: {acquired:?}"
+    );
+    assert!(
+        released.contains(&1),
+        "no `release` notify on the first master: {released:?}"
+    );
+    sh.figure(format!(
+        "(b2) hook handed to the watcher on n{m}; /metrics: mode=\"routed\", held on n{m} only, 0 announcement rounds; notify acquire on {acquired:?}, release on {released:?}"
     ));
 }
 

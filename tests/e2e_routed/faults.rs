@@ -8,7 +8,7 @@ use std::time::Duration;
 use sentinel_vip_lab::routed::{BFD_INTERVAL_MS, BFD_MULTIPLIER};
 use sentinel_vip_lab::{now_epoch, wait_until, Lab, NODES, POLL};
 
-use super::{Shared, WATCHER};
+use super::{node_top, Shared, WATCHER};
 
 /// `sentinel_loss_after_ms` for the cut-off cases: shorter than the
 /// default 10 s, so that the case is short; the bound below scales with it.
@@ -25,7 +25,7 @@ fn set_policy(lab: &mut Lab, policy: &str) {
     let top =
         format!("on_sentinel_loss = \"{policy}\"\nsentinel_loss_after_ms = {LOSS_AFTER_MS}\n");
     for n in NODES {
-        lab.rewrite_config(n, &top);
+        lab.rewrite_config(n, &node_top(lab, n, &top));
     }
     lab.restart_watchers(WATCHER);
     for n in NODES {
