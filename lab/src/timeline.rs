@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::events::{Events, PROMOTED};
-use crate::{node_of_ip, now_epoch, Lab, VIP4};
+use crate::{node_of_ip, now_epoch, Lab};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -93,6 +93,7 @@ impl Writer {
         let ns = lab.ns_client();
         let cli = lab.programs().cli;
         let auth: Vec<String> = lab.data_auth().into_iter().map(String::from).collect();
+        let vip = lab.vip4();
         let (s, o) = (stop.clone(), oks.clone());
         let handle = std::thread::spawn(move || {
             let mut i = 0u64;
@@ -101,7 +102,7 @@ impl Writer {
                 // A short timeout: a connect that went to the old holder just
                 // before the move would otherwise hang for a SYN retransmit.
                 let child = Command::new("ip")
-                    .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", VIP4])
+                    .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", vip])
                     .args(&auth)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
