@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use sentinel_vip_lab::client::{KeptWriter, Pace, Route};
 use sentinel_vip_lab::routed::observe::FrameWatch;
 use sentinel_vip_lab::routed::outage::kill_routed_master;
-use sentinel_vip_lab::routed::{Daemon, RouteMonitor, Routed, CLIENT, VIP};
+use sentinel_vip_lab::routed::{Daemon, RouteMonitor, Routed, CLIENT, VIP, VIP_CIDR};
 use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, Step};
+use sentinel_vip_lab::LabOptions;
 use sentinel_vip_lab::Privilege;
-use sentinel_vip_lab::{e2e_enabled, hook_cmd, node_ip, wait_until, Family, Lab, LabOptions};
+use sentinel_vip_lab::{e2e_enabled, hook_cmd, node_ip, now_epoch, wait_until, Family, Lab};
 use sentinel_vip_lab::{MASTER_NAME, NODES};
 
 /// As the systemd unit runs it.
@@ -63,8 +64,9 @@ fn routed_frr_redis() {
     let Some((_one, lab, mut shared, started)) = routed_lab(Family::Redis, Daemon::Frr) else {
         return;
     };
-    let scenarios: [(&str, Step<Shared>); 4] = [
+    let scenarios: [(&str, Step<Shared>); 5] = [
         ("a-route-and-write", route_and_write),
+        ("a2-vip-deleted-by-hand", vip_deleted_by_hand),
         ("b-kill-failover", kill_failover),
         ("b2-hook-metrics-notify", hook_metrics_notify),
         ("h-no-frames-for-the-vip", no_frames_for_the_vip),
@@ -84,8 +86,9 @@ fn routed_end_to_end(family: Family) {
     let Some((_one, lab, mut shared, started)) = routed_lab(family, Daemon::Bird) else {
         return;
     };
-    let scenarios: [(&str, Step<Shared>); 9] = [
+    let scenarios: [(&str, Step<Shared>); 10] = [
         ("a-route-and-write", route_and_write),
+        ("a2-vip-deleted-by-hand", vip_deleted_by_hand),
         ("b-kill-failover", kill_failover),
         ("b2-hook-metrics-notify", hook_metrics_notify),
         ("c-host-cut-off-silent", faults::host_cut_off_silent),
@@ -237,6 +240,61 @@ fn route_and_write(lab: &mut Lab, sh: &mut Shared) {
     }
     sh.figure(format!(
         "(a) VIP on n{m}'s lo, scope {scope}; router via n{m}; status and check name the mode"
+    ));
+}
+
+/// (a2) Announced only while held: with the holder's watcher stopped,
+/// the VIP deleted by hand is withdrawn at the router the moment it goes,
+/// and the route is back once the watcher, started again, has put the
+/// address back. Then the same delete with the watcher running, which
+/// re-adds at once: measured, whether the router ever saw it go.
+fn vip_deleted_by_hand(lab: &mut Lab, sh: &mut Shared) {
+    let m = lab.wait_routed_holder(0, Duration::from_secs(15));
+    lab.watcher(m).stop("TERM", Duration::from_secs(5));
+    let del = |lab: &Lab| {
+        let o = lab.run_node(m, &["ip", "addr", "del", VIP_CIDR, "dev", "lo"]);
+        expect_exit(&o, 0, "ip addr del");
+    };
+    let t0 = now_epoch();
+    del(lab);
+    let gone = sh
+        .routes
+        .wait_for(t0, Duration::from_secs(2), |e| e.via.is_none());
+    let t1 = now_epoch();
+    lab.start_watcher(m, WATCHER);
+    let back = sh
+        .routes
+        .wait_for(t1, Duration::from_secs(10), |e| e.via == Some(m));
+    let gone = gone.unwrap_or_else(|| {
+        panic!(
+            "the route stayed while the VIP was gone: {}",
+            sh.routes.text()
+        )
+    });
+    let back = back.unwrap_or_else(|| panic!("the route did not come back: {}", sh.routes.text()));
+    // The watcher running: it re-adds on the kernel's event.
+    let t2 = now_epoch();
+    del(lab);
+    std::thread::sleep(Duration::from_secs(1));
+    let blip = sh.routes.after(t2);
+    assert_eq!(
+        lab.route_via(),
+        Some(m),
+        "the route after the blip: {blip:?}"
+    );
+    assert_eq!(lab.routed_holders(), vec![m]);
+    let seen = match (blip.first(), blip.last()) {
+        (Some(a), Some(b)) => format!(
+            "the router saw it go and come back within {:.1} ms",
+            (b.at - a.at) * 1e3
+        ),
+        _ => "the router saw nothing: the address was back before the daemon sent a withdrawal"
+            .into(),
+    };
+    sh.figure(format!(
+        "(a2) the VIP deleted by hand on n{m}, watcher stopped: route withdrawn at the router {:.1} ms after the delete began; the watcher started again: route back {:.0} ms after its start; deleted with the watcher running: {seen}",
+        (gone.at - t0) * 1e3,
+        (back.at - t1) * 1e3
     ));
 }
 

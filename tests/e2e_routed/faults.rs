@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use sentinel_vip_lab::routed::{BFD_INTERVAL_MS, BFD_MULTIPLIER};
-use sentinel_vip_lab::{now_epoch, wait_until, Lab, NODES, POLL};
+use sentinel_vip_lab::{node_ip, now_epoch, wait_until, Lab, MASTER_NAME, NODES, POLL};
 
 use super::{node_top, Shared, WATCHER};
 
@@ -163,13 +163,16 @@ pub fn release_when_cut_from_sentinels(lab: &mut Lab, sh: &mut Shared) {
 }
 
 /// (e) With `keep` the cut-off old master holds the VIP and its route
-/// stays announced: measured, how long the router sends the client to
-/// it once the new master's route is there too (the router picks by its
-/// own tie-break: lowest router ID), up to the heal, and after it.
+/// stays announced. The old master is n1, whose router ID is the lowest:
+/// the router's tie-break (BIRD: the lowest router ID) keeps sending the
+/// client to it after the new master's route came, for the whole cut.
+/// Measured: how long, and how long after the heal until it released.
 pub fn keep_when_cut_from_sentinels(lab: &mut Lab, sh: &mut Shared) {
     lab.uncut();
     set_policy(lab, "keep");
-    let m = lab.wait_routed_holder(0, Duration::from_secs(20));
+    // The old master with the lowest router ID (n1's 198.18.1.2): the
+    // router's tie-break then favours the stale route, the case to see.
+    let m = fail_over_to(lab, 1);
     let t0 = now_epoch();
     lab.cut_from_hosts(m);
     // Sampled every 50 ms: when the new master's route reached the
@@ -217,6 +220,60 @@ pub fn keep_when_cut_from_sentinels(lab: &mut Lab, sh: &mut Shared) {
         held,
         "with keep, the cut-off n{m} must keep the VIP until the heal"
     );
+    assert!(
+        left.is_none_or(|t| t >= healed),
+        "BIRD left the lowest router ID's route during the cut"
+    );
+}
+
+/// Makes node `target` the master (if it is not): the other replica's
+/// `replica-priority` set to 0 until Sentinel has seen it (its INFO comes
+/// every 10 s), `SENTINEL FAILOVER`, the priority back. Returns `target`.
+fn fail_over_to(lab: &mut Lab, target: usize) -> usize {
+    let m = lab.wait_routed_holder(0, Duration::from_secs(20));
+    if m == target {
+        return m;
+    }
+    let other = NODES
+        .into_iter()
+        .find(|&n| n != m && n != target)
+        .expect("three nodes");
+    let set = |lab: &Lab, p: &str| {
+        let (out, err) = lab.redis_cli(other, &["CONFIG", "SET", "replica-priority", p]);
+        assert_eq!(out, "OK", "CONFIG SET replica-priority on n{other}: {err}");
+    };
+    set(lab, "0");
+    let seen = wait_until(Duration::from_secs(15), Duration::from_millis(250), || {
+        NODES
+            .into_iter()
+            .all(|s| priority_seen(lab, s, other) == Some(0))
+    });
+    let moved = seen.then(|| {
+        lab.start_failover(1, Duration::from_secs(30));
+        lab.wait_routed_holder(m, Duration::from_secs(30))
+    });
+    set(lab, "100");
+    assert!(
+        seen,
+        "the Sentinels did not see n{other}'s replica-priority 0"
+    );
+    assert_eq!(moved, Some(target), "SENTINEL FAILOVER chose another node");
+    lab.rejoin_routed()
+}
+
+/// The `slave-priority` Sentinel `s` reports for node `n`.
+fn priority_seen(lab: &Lab, s: usize, n: usize) -> Option<u64> {
+    let (out, _) = lab.sentinel_cli(s, &["SENTINEL", "REPLICAS", MASTER_NAME]);
+    let lines: Vec<&str> = out.lines().collect();
+    let mut ip = "";
+    for w in lines.windows(2) {
+        match w[0] {
+            "ip" => ip = w[1],
+            "slave-priority" if ip == node_ip(n) => return w[1].parse().ok(),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// (f) The holder's routing daemon restarted (SIGTERM: it closes its
