@@ -7,10 +7,11 @@
 # (its promtool checks the metrics; its server scrapes the lab's
 # watchers), qemu and busybox for the old-kernel VM (its kernel comes
 # from scripts/old-kernel.sh), bird2 and frr for the routed lab (BGP
-# routers and hosts in namespaces, tests/e2e_routed.rs). The other server builds the lab runs
-# (Debian 13's Redis 8.0 and Valkey 8.1, Debian testing's Valkey 9) come
-# from Debian's packages in root file systems debootstrap builds on first
-# use and caches under /var/cache (lab/src/servers.rs). Root only (apt).
+# routers and hosts in namespaces, tests/e2e_routed.rs). The other server
+# builds the lab runs (Debian 13's Redis 8.0 and Valkey 8.1, Debian
+# testing's Valkey 9) come from Debian's packages in root file systems
+# debootstrap builds on first use and caches under /var/cache
+# (lab/src/servers.rs). Root only (apt).
 set -euo pipefail
 here=$(dirname "$0")
 pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus)
