@@ -13,6 +13,11 @@ use crate::command::{out_err, write_file};
 use crate::process::Slot;
 use crate::{Lab, NODES};
 
+/// Debian's bird2 binaries (`check_tools` requires them), by path: the
+/// test's PATH may lack /usr/sbin.
+pub(crate) const BIRD: &str = "/usr/sbin/bird";
+pub(crate) const BIRDC: &str = "/usr/sbin/birdc";
+
 /// BGP timers for the lab's sessions: keepalives every second under a
 /// short hold time, and reconnecting within a second or two after a
 /// session fell (BIRD's defaults wait 5 s to connect and 60 s after an
@@ -111,7 +116,7 @@ impl Lab {
         let ctl = self.bird_ctl(dir);
         let _ = std::fs::remove_file(&ctl);
         let args: Vec<String> = [
-            "bird",
+            BIRD,
             "-f",
             "-c",
             &path.display().to_string(),
@@ -183,7 +188,7 @@ impl Lab {
 /// `birdc -s CTL ARGS`: its output, or why it failed (BIRD answers
 /// errors on stdout with a code; the socket missing is birdc's exit).
 pub(crate) fn birdc(ctl: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let o = Command::new("birdc")
+    let o = Command::new(BIRDC)
         .arg("-s")
         .arg(ctl)
         .args(args)

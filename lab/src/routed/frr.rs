@@ -111,7 +111,7 @@ impl Lab {
     /// `vtysh -c CMD` against host `n`'s FRR.
     pub fn host_vtysh(&self, n: usize, cmd: &str) -> String {
         let d = self.frr_dir(n).display().to_string();
-        let o = self.run_node(n, &["vtysh", "--vty_socket", &d, "-c", cmd]);
+        let o = self.run_node(n, &["/usr/bin/vtysh", "--vty_socket", &d, "-c", cmd]);
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 }

@@ -99,7 +99,7 @@ pub fn router_port(n: usize) -> String {
 /// Panics naming every routing tool the lab needs and cannot find, and
 /// where they come from: a routed test that cannot run fails, never skips.
 pub(crate) fn check_tools(r: Routed) {
-    let mut tools = vec!["/usr/sbin/bird", "/usr/sbin/birdc", "/usr/sbin/nft"];
+    let mut tools = vec![bird::BIRD, bird::BIRDC, "/usr/sbin/nft"];
     if r.hosts == Daemon::Frr {
         tools.extend([
             "/usr/lib/frr/zebra",

@@ -16,6 +16,8 @@ use crate::{node_ip, node_of_ip, wait_until, Lab, NODES};
 
 /// nftables table of the routed lab's faults.
 const NFT_TABLE: &str = "svroute";
+/// Debian's nft, by path (`check_tools` requires it).
+const NFT: &str = "/usr/sbin/nft";
 
 impl Lab {
     /// The VIP on host `n`'s `lo`, as `ip -j addr` shows it: its prefix
@@ -115,14 +117,14 @@ impl Lab {
     /// neither is in place).
     pub fn uncut(&self) {
         let del = format!("delete table inet {NFT_TABLE}");
-        let _ = self.run(&self.ns_router(), &["nft", &del]);
+        let _ = self.run(&self.ns_router(), &[NFT, &del]);
         for n in NODES {
-            let _ = self.run_node(n, &["nft", &del]);
+            let _ = self.run_node(n, &[NFT, &del]);
         }
     }
 
     fn nft(&self, ns: &str, rules: &str) {
-        let o = self.run(ns, &["nft", rules]);
+        let o = self.run(ns, &[NFT, rules]);
         assert!(
             o.status.success(),
             "nft in {ns}: {rules}: {}",
