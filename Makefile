@@ -7,7 +7,7 @@ CARGO ?= cargo
 # checked against this version.
 CARGO_DEB_VERSION := 3.8.0
 
-.PHONY: all build deps test lint fuzz chaos demo bench clean deb
+.PHONY: all build deps test lint fuzz chaos demo demo-routed bench clean deb
 
 all: build
 
@@ -53,6 +53,11 @@ fuzz:
 
 demo: deps
 	$(CARGO) test --release --test demo -- --nocapture
+
+# The routed scene (issue 19): BIRD on a router and on each host, the VIP
+# a /32 on lo announced over BGP. `DEMO_SCENE=routed make demo` does the same.
+demo-routed: deps
+	DEMO_SCENE=routed $(CARGO) test --release --test demo -- --nocapture
 
 bench: deps
 	@command -v arping >/dev/null || { apt-get install -y -qq iputils-arping >/dev/null; }

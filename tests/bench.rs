@@ -20,11 +20,14 @@
 //! 5. Hook handoff (issue 10): hook exec -> exit when handed to a running
 //!    watcher (the hook as `nobody` without capabilities), against the
 //!    hook acting itself as root with no watcher.
+//! 6. Routed (issue 19): part 4's comparison with the VIP a /32 on `lo`
+//!    announced over BGP to a router, and `ROLE` master -> the route at
+//!    the router (`bench/routed.rs`).
 //!
 //! `BENCH_PARTS=1,3` picks parts (default all). `BENCH_SERVER` (default
 //! `redis,valkey`) names the servers: Redis gets every part, Valkey (the
 //! pinned one of `scripts/valkey.sh`) the headline figures only, parts 4
-//! ((a) and (d) unless `BENCH_MODES` says) and 5.
+//! ((a) and (d) unless `BENCH_MODES` says), 5 and 6.
 
 use std::fs;
 use std::io::Write;
@@ -43,6 +46,9 @@ use sentinel_vip_lab::{
     hook_args, node_ip, now_epoch, wait_until, Capture, Family, Lab, LabOptions, Programs,
 };
 use sentinel_vip_lab::{Privilege, NODES, SENTINEL_PORT, VIP4, VIP4_CIDR};
+
+#[path = "bench/routed.rs"]
+mod routed;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -88,15 +94,16 @@ fn main() {
         "sentinel-vip bench ({}), medians of repeated runs in a namespace lab",
         bin.display()
     );
-    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5,6".into());
     let want = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let servers = std::env::var("BENCH_SERVER").unwrap_or_else(|_| "redis,valkey".into());
-    let all: [(&str, Part); 5] = [
+    let all: [(&str, Part); 6] = [
         ("1", |b, _| hook_vs_recipe(b)),
         ("2", |b, _| failover_latency(b)),
         ("3", |b, _| reconcile_and_watcher(b)),
         ("4", outage),
         ("5", hook_handoff),
+        ("6", routed::routed),
     ];
     let mut failed = Vec::new();
     for name in servers.split(',').map(str::trim) {
@@ -139,7 +146,7 @@ fn main() {
 }
 
 /// The parts run against a server other than Redis (issue 14).
-const HEADLINE: [&str; 2] = ["4", "5"];
+const HEADLINE: [&str; 3] = ["4", "5", "6"];
 
 /// A part of the bench: the binary under test, the server family.
 type Part = fn(&Path, Programs);

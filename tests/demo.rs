@@ -2,7 +2,11 @@
 //! hook as Sentinel's script, then the watcher), bring up three Redis hosts
 //! and a client in network namespaces, place the VIP, kill the master and
 //! print what the world saw and when. Exits non-zero if the VIP did not
-//! follow.
+//! follow. `DEMO_SCENE=routed` shows the routed scene instead (issue 19:
+//! the VIP announced over BGP, `demo/routed.rs`).
+
+#[path = "demo/routed.rs"]
+mod routed;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +23,14 @@ enum Mode {
 
 fn main() {
     let bin = Path::new(env!("CARGO_BIN_EXE_sentinel-vip"));
+    if std::env::var("DEMO_SCENE").as_deref() == Ok("routed") {
+        if !routed::run(bin) {
+            eprintln!("demo: the VIP's route did not follow the master");
+            std::process::exit(1);
+        }
+        println!("\ndemo: the router followed the master; lab removed");
+        return;
+    }
     let mut ok = true;
     for mode in [Mode::Hook, Mode::Watch] {
         ok &= run(bin, mode);

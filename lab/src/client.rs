@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use redis::sentinel::Sentinel;
 use redis::{Connection, RedisResult, Value};
 
+use crate::wait_until;
 use crate::{netns, node_ip, now_epoch, Lab, MASTER_NAME, NODES, REDIS_PORT, SENTINEL_PORT};
-use crate::{wait_until, VIP4};
 
 /// How a client finds the master.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,8 @@ impl KeptWriter {
         let last_error = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let ns = lab.ns_client();
+        // The lab's VIP: the bridge's, or the routed one.
+        let vip = lab.vip4();
         let (s, a, e, n) = (
             stop.clone(),
             acks.clone(),
@@ -79,7 +81,7 @@ impl KeptWriter {
                 Err(why) => return drop(tx.send(Err(why))),
             };
             let _ = tx.send(Ok(()));
-            write_loop(&n, route, pace, sentinel, &s, &a, &e);
+            write_loop(&n, route, vip, pace, sentinel, &s, &a, &e);
         });
         match rx.recv() {
             Ok(Ok(())) => {}
@@ -140,9 +142,11 @@ impl Drop for KeptWriter {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_loop(
     name: &str,
     route: Route,
+    vip: &str,
     pace: Pace,
     mut sentinel: Sentinel,
     stop: &AtomicBool,
@@ -157,7 +161,7 @@ fn write_loop(
         let key = format!("bench:{name}:{n}");
         let attempt = (|| -> RedisResult<Value> {
             if conn.is_none() {
-                conn = Some(connect(route, pace.timeout, &mut sentinel)?);
+                conn = Some(connect(route, vip, pace.timeout, &mut sentinel)?);
             }
             let c = conn.as_mut().expect("just set");
             redis::cmd("SET").arg(&key).arg(n).query::<Value>(c)
@@ -182,9 +186,14 @@ fn write_loop(
     }
 }
 
-fn connect(route: Route, timeout: Duration, sentinel: &mut Sentinel) -> RedisResult<Connection> {
+fn connect(
+    route: Route,
+    vip: &str,
+    timeout: Duration,
+    sentinel: &mut Sentinel,
+) -> RedisResult<Connection> {
     let client = match route {
-        Route::Vip => redis::Client::open(format!("redis://{VIP4}:{REDIS_PORT}/"))?,
+        Route::Vip => redis::Client::open(format!("redis://{vip}:{REDIS_PORT}/"))?,
         Route::Sentinel => sentinel.master_for(MASTER_NAME, None)?,
     };
     let c = client.get_connection_with_timeout(timeout)?;

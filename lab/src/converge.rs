@@ -138,6 +138,16 @@ impl Lab {
     /// re-pointing a node Sentinel is promoting fights Sentinel (seen: an
     /// observer's second failover right after the first, undone by this).
     pub fn rejoin_all(&mut self) -> usize {
+        self.rejoin_nodes();
+        let m = self.wait_one_holder(Duration::from_secs(15));
+        self.client_follows(m, Duration::from_secs(5));
+        m
+    }
+
+    /// The data nodes' half of [`Lab::rejoin_all`], for any topology:
+    /// every Redis running and replicating Sentinel's master, Sentinel
+    /// ready.
+    pub(crate) fn rejoin_nodes(&mut self) {
         for n in NODES {
             if !self.redis_running(n) {
                 self.restart_redis(n);
@@ -160,9 +170,6 @@ impl Lab {
             assert!(out.starts_with("OK"), "n{n} {target:?}: {out} {err}");
         }
         self.wait_ready();
-        let m = self.wait_one_holder(Duration::from_secs(15));
-        self.client_follows(m, Duration::from_secs(5));
-        m
     }
 
     /// SIGHUPs node `n`'s watcher and waits until it has logged the reload.

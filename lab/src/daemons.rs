@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::command::signal;
-use crate::{check_node, node_ip, wait_until, Lab, NODES, REDIS_PORT, VIP4};
+use crate::{check_node, node_ip, wait_until, Lab, NODES, REDIS_PORT};
 
 impl Lab {
     pub(crate) fn start_redis(&mut self, n: usize) {
@@ -21,7 +21,7 @@ impl Lab {
             // address comes first: Redis binds outgoing connections to it.
             "--bind".into(),
             ip,
-            VIP4.into(),
+            self.vip4().into(),
             "--protected-mode".into(),
             "no".into(),
             "--save".into(),
@@ -41,6 +41,12 @@ impl Lab {
         ];
         if n != 1 {
             args.extend(["--replicaof".into(), node_ip(1), REDIS_PORT.to_string()]);
+        }
+        if self.opts.routed.is_some() {
+            // Its link to the master leaves from the host's link address;
+            // the master (and so Sentinel) must know it by the address it
+            // listens on, as the README tells operators.
+            args.extend(["--replica-announce-ip".into(), node_ip(n)]);
         }
         if let Some(pw) = &self.opts.data_password {
             args.extend([

@@ -33,6 +33,8 @@ pub struct Lab {
     pub(crate) namespaces: Vec<Namespace>,
     /// Node n's processes at index n-1.
     pub(crate) nodes: Vec<Node>,
+    /// The routed lab's BGP daemons (none on the bridge).
+    pub(crate) routing: crate::routed::Routing,
 }
 
 /// The processes the lab runs on one Redis host. Each node's redis-server
@@ -53,6 +55,9 @@ impl Lab {
     /// Panics with a clear message on failure, after cleaning up.
     pub fn new(bin: &Path, opts: LabOptions) -> Lab {
         check_preconditions(bin, &opts.programs);
+        if let Some(r) = opts.routed {
+            crate::routed::check_tools(r);
+        }
         reap_stale_labs();
         let prefix = unique_prefix();
         // The struct exists before anything is created, so a panic part-way
@@ -64,14 +69,22 @@ impl Lab {
             opts,
             namespaces: Vec::new(),
             nodes: NODES.iter().map(|_| Node::default()).collect(),
+            routing: Default::default(),
         };
         // The dir, with the owner's pid, exists before any namespace so that
         // another run never mistakes a lab being built for an abandoned one.
         fs::create_dir_all(&lab.dir)
             .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", lab.dir.display()));
         write_file(&lab.dir.join(OWNER_FILE), &std::process::id().to_string());
-        lab.build_network();
+        if lab.opts.routed.is_some() {
+            lab.build_routed_network();
+        } else {
+            lab.build_network();
+        }
         lab.write_files();
+        if lab.opts.routed.is_some() {
+            lab.start_routing();
+        }
         for n in lab.own_nodes() {
             lab.start_redis(n);
         }
@@ -151,6 +164,15 @@ impl Lab {
         self.node_dir(n).join("run").join("lock")
     }
 
+    /// The IPv4 VIP of this lab: [`VIP4`](crate::VIP4) on the bridge's
+    /// `eth0`, or the routed lab's /32 on `lo`.
+    pub fn vip4(&self) -> &'static str {
+        match self.opts.routed {
+            Some(_) => crate::routed::VIP,
+            None => crate::VIP4,
+        }
+    }
+
     /// The lab's private copy of the sentinel-vip binary.
     pub fn bin(&self) -> &Path {
         &self.bin
@@ -207,6 +229,11 @@ impl Lab {
 
     /// Node `n`'s sentinel-vip config with `toml_top` at the top level.
     fn sv_config(&self, n: usize, toml_top: &str) -> String {
+        // The routed VIP's mode is the default for `lo`.
+        let (vip, ifname) = match self.opts.routed {
+            Some(_) => (crate::routed::VIP_CIDR, "lo"),
+            None => (VIP4_CIDR, "eth0"),
+        };
         let sentinels = NODES
             .iter()
             .map(|&m| format!("\"{}:{SENTINEL_PORT}\"", node_ip(m)))
@@ -225,8 +252,8 @@ impl Lab {
              {toml_top}\n\
              [[vip]]\n\
              master = \"{MASTER_NAME}\"\n\
-             address = \"{VIP4_CIDR}\"\n\
-             interface = \"eth0\"\n\
+             address = \"{vip}\"\n\
+             interface = \"{ifname}\"\n\
              {}\n",
             self.sv_log_path(n).display(),
             self.lock_path(n).display(),
@@ -256,6 +283,12 @@ impl Lab {
             dir = d.display(),
             m = node_ip(1),
         );
+        if o.routed.is_some() {
+            // Sentinel would otherwise name itself to its peers by the
+            // source address of its link to the master (the host's link
+            // to the router), where it does not listen.
+            c.push_str(&format!("sentinel announce-ip {}\n", node_ip(n)));
+        }
         if o.reconfig_script {
             c.push_str(&format!(
                 "sentinel client-reconfig-script {MASTER_NAME} {}\n",

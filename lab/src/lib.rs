@@ -10,6 +10,8 @@
 //! never touched, and no namespace has a default route, so no lab traffic
 //! can leave the machine. Nodes are numbered 1..=3 everywhere so that
 //! messages match the namespace names (`n1` is node 1, the initial master).
+//! [`routed`] builds the other topology: the hosts in subnets of their own
+//! behind a router namespace, the VIP announced over BGP.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +27,7 @@ mod topology;
 mod converge;
 mod fault;
 mod observe;
+pub mod routed;
 
 pub mod capture;
 pub mod client;

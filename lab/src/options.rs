@@ -30,6 +30,10 @@ pub struct LabOptions {
     /// but starts neither, and `Lab::new` returns before waiting for
     /// replication; start them, then call `Lab::finish_start`.
     pub external_node: Option<usize>,
+    /// The routed topology instead of the bridge (issue 19): hosts in
+    /// subnets of their own behind a router, the VIP a /32 on `lo`
+    /// announced over BGP (see `crate::routed`).
+    pub routed: Option<crate::routed::Routed>,
 }
 
 impl Default for LabOptions {
@@ -42,6 +46,7 @@ impl Default for LabOptions {
             programs: Programs::REDIS,
             data_password: None,
             external_node: None,
+            routed: None,
         }
     }
 }

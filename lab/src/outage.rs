@@ -125,7 +125,7 @@ pub fn kill_master(
 
 /// Reads the acknowledged writes back from node `n` in order until one is
 /// there: acknowledged means `OK` from a master and the key kept.
-fn kept(lab: &Lab, n: usize, acks: &[Ack]) -> Writes {
+pub(crate) fn kept(lab: &Lab, n: usize, acks: &[Ack]) -> Writes {
     for (lost, a) in acks.iter().take(50).enumerate() {
         let (got, err) = lab.redis_cli(n, &["GET", &a.key]);
         if got == a.value.to_string() {

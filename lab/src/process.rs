@@ -262,6 +262,17 @@ impl Lab {
         env: &[(&str, &str)],
         out: &Path,
     ) -> Slot {
+        self.spawn_ns(&self.ns(n), args, env, out)
+    }
+
+    /// [`Lab::spawn_at`] in any of the lab's namespaces.
+    pub(crate) fn spawn_ns(
+        &self,
+        ns: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        out: &Path,
+    ) -> Slot {
         let f = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -269,7 +280,7 @@ impl Lab {
             .unwrap_or_else(|e| panic!("lab: cannot open {}: {e}", out.display()));
         let f2 = f.try_clone().expect("lab: dup log file");
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(n)])
+        c.args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .stdout(f)
@@ -279,7 +290,7 @@ impl Lab {
         c.envs(env.iter().copied());
         let child = c
             .spawn()
-            .unwrap_or_else(|e| panic!("lab: cannot start {args:?} on n{n}: {e}"));
+            .unwrap_or_else(|e| panic!("lab: cannot start {args:?} in {ns}: {e}"));
         Slot::new(child, out)
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::events::{Events, PROMOTED};
-use crate::{node_of_ip, now_epoch, Lab, VIP4};
+use crate::{node_of_ip, now_epoch, Lab};
 
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -34,6 +34,12 @@ fn parse_rfc3339(s: &str) -> Option<f64> {
     let mut t = time.split(':');
     let (h, mi) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
     Some(epoch(y, mo, dd, h, mi, t.next()?.parse().ok()?))
+}
+
+/// `2026-12-06T02:50:12.190160` (UTC, as `ip -ts` prints it under
+/// `TZ=UTC`) to epoch.
+pub(crate) fn epoch_of(s: &str) -> Option<f64> {
+    parse_rfc3339(&format!("{s}Z"))
 }
 
 /// The timestamp that starts a sentinel-vip log line.
@@ -87,6 +93,7 @@ impl Writer {
         let ns = lab.ns_client();
         let cli = lab.programs().cli;
         let auth: Vec<String> = lab.data_auth().into_iter().map(String::from).collect();
+        let vip = lab.vip4();
         let (s, o) = (stop.clone(), oks.clone());
         let handle = std::thread::spawn(move || {
             let mut i = 0u64;
@@ -95,7 +102,7 @@ impl Writer {
                 // A short timeout: a connect that went to the old holder just
                 // before the move would otherwise hang for a SYN retransmit.
                 let child = Command::new("ip")
-                    .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", VIP4])
+                    .args(["netns", "exec", &ns, "timeout", "0.25", cli, "-h", vip])
                     .args(&auth)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())

@@ -14,8 +14,9 @@ use crate::{node_ip, node_ip6, now_epoch, Lab, CLIENT_IP, CLIENT_IP6};
 /// Name of the file in a lab's temp dir holding the pid of the test process.
 pub(crate) const OWNER_FILE: &str = "owner.pid";
 /// Suffixes of a lab's namespace names, after the 8-char prefix.
-/// `sc` is a [`Scratch`](crate::scratch::Scratch) namespace.
-const NS_SUFFIXES: [&str; 6] = ["br", "n1", "n2", "n3", "cl", "sc"];
+/// `sc` is a [`Scratch`](crate::scratch::Scratch) namespace, `rt` the
+/// routed lab's router.
+const NS_SUFFIXES: [&str; 7] = ["br", "n1", "n2", "n3", "cl", "sc", "rt"];
 
 /// A network namespace this process created; dropping it kills every
 /// process left in it and deletes it.
@@ -96,7 +97,7 @@ impl Lab {
         }
     }
 
-    fn add_ns(&mut self, name: &str) {
+    pub(crate) fn add_ns(&mut self, name: &str) {
         self.namespaces.push(Namespace::add(name));
     }
 

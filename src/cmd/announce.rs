@@ -43,9 +43,11 @@ pub(super) async fn run(
             "{ip} is not on {dev}; announce only addresses this host holds"
         )));
     }
-    let mac = link
-        .mac
-        .ok_or_else(|| permanent(format!("{dev} has no Ethernet address")))?;
+    let mac = link.ethernet().ok_or_else(|| {
+        permanent(format!(
+            "{dev} has no Ethernet address: no ARP/NA can be sent there (a routing daemon announces a VIP on it)"
+        ))
+    })?;
     let sender = Sender::open()?;
     let t = Target {
         ifindex: link.index,

@@ -30,6 +30,9 @@ struct StatusRow {
     master: String,
     vip: String,
     interface: String,
+    /// How the VIP is announced: `l2` (gratuitous ARP/NA) or `routed`
+    /// (the routing daemon's host route).
+    mode: &'static str,
     sentinel_master: Option<String>,
     config_epoch: Option<u64>,
     answered: usize,
@@ -72,6 +75,7 @@ pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
             master: v.master.clone(),
             vip: v.address.to_string(),
             interface: v.interface.clone(),
+            mode: v.mode().as_str(),
             sentinel_master: verdict
                 .master
                 .as_ref()
@@ -113,6 +117,7 @@ fn text(rows: &[StatusRow]) -> String {
         "MASTER",
         "VIP",
         "IFACE",
+        "MODE",
         "SENTINELS SAY",
         "EPOCH",
         "ANSWERED",
@@ -128,6 +133,7 @@ fn text(rows: &[StatusRow]) -> String {
             r.master.clone(),
             r.vip.clone(),
             r.interface.clone(),
+            r.mode.to_string(),
             r.sentinel_master
                 .clone()
                 .unwrap_or_else(|| "unknown".into()),
@@ -198,6 +204,7 @@ mod tests {
             master: "mymaster".into(),
             vip: "192.0.2.100/24".into(),
             interface: "eth0".into(),
+            mode: "l2",
             sentinel_master: Some("192.0.2.12:6379".into()),
             config_epoch: Some(4),
             answered: 2,
@@ -228,6 +235,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("MASTER    VIP"), "{t}");
         assert!(lines[1].contains("192.0.2.12:6379") && lines[1].contains("2/3"));
+        assert!(
+            lines[0].contains("MODE") && lines[1].contains(" l2 "),
+            "{t}"
+        );
         assert!(lines[1].ends_with("DISAGREE, would Acquire"), "{t}");
         assert!(lines[4].contains("192.0.2.12:6379 epoch 4"), "{t}");
         assert!(

@@ -145,9 +145,14 @@ async fn add(
     } else {
         Some(Sender::open()?)
     };
-    // Likewise an interface with nothing to announce from.
-    let mac = match (&sender, link.mac) {
-        (Some(_), None) => return Err(permanent(format!("{dev} has no Ethernet address"))),
+    // Likewise an interface with nothing to announce from (a VIP for a
+    // routing daemon on `lo` or a tun device is added with --no-announce).
+    let mac = match (&sender, link.ethernet()) {
+        (Some(_), None) => {
+            return Err(permanent(format!(
+                "{dev} has no Ethernet address to announce from; pass --no-announce (a routing daemon announces a VIP there)"
+            )))
+        }
         (_, mac) => mac,
     };
     let change = nl.add(vip, link.index, label.as_deref()).await?;

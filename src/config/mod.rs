@@ -4,8 +4,10 @@
 
 mod addr;
 mod env;
+mod mode;
 
 pub use addr::{check_label, valid_ifname, Cidr, Endpoint};
+pub use mode::{check_mode, Mode, LOOPBACK};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -94,11 +96,23 @@ pub struct VipConfig {
     pub address: Cidr,
     pub interface: String,
     pub label: Option<String>,
+    /// As written; [`VipConfig::mode`] says what applies.
+    #[serde(rename = "mode")]
+    pub mode_key: Option<Mode>,
     /// Notify commands for this VIP, each an argument vector; unset ones
     /// fall back to the top-level ones.
     pub on_acquire: Option<Vec<String>>,
     pub on_release: Option<Vec<String>>,
     pub on_refuse: Option<Vec<String>>,
+}
+
+impl VipConfig {
+    /// How this VIP is announced: its `mode`, else the default for its
+    /// interface (routed on `lo`, l2 elsewhere).
+    pub fn mode(&self) -> Mode {
+        self.mode_key
+            .unwrap_or_else(|| Mode::default_for(&self.interface))
+    }
 }
 
 /// `[announce]`: how gratuitous ARP / unsolicited NA is sent.
@@ -374,6 +388,7 @@ impl Config {
             if let Some(l) = &v.label {
                 check_label(l, &v.interface, v.address.ip).map_err(|e| invalid("vip.label", e))?;
             }
+            check_mode(v.mode(), v.address, &v.interface).map_err(|e| invalid("vip.mode", e))?;
         }
         let a = &self.announce;
         if !(1..=100).contains(&a.count) {

@@ -147,6 +147,26 @@ fn invalid_values_name_the_key() {
             "vip.label",
             "must be at most 15",
         ),
+        // Issue 19: a VIP on lo is routed unless told otherwise, and a
+        // routed VIP is a host prefix.
+        (
+            VIP.replace("eth0", "lo"),
+            "vip.mode",
+            "`routed` needs a host prefix",
+        ),
+        (
+            format!(
+                "{}mode = \"l2\"\n",
+                VIP.replace("eth0", "lo").replace("/24", "/32")
+            ),
+            "vip.mode",
+            "`l2` on lo",
+        ),
+        (
+            format!("{VIP}mode = \"routed\"\n"),
+            "vip.mode",
+            "192.0.2.100/32",
+        ),
         (
             format!("{VIP}[announce]\ncount = 0\n"),
             "announce.count",
@@ -319,4 +339,20 @@ fn errors_are_one_line() {
     assert!(err(&format!("{VIP}bogus = 1\n"))
         .to_string()
         .starts_with("line 5:"));
+}
+
+/// Issue 19: the mode of each VIP, spelt out or by its interface, and a
+/// mixed config (one VIP on eth0, one on lo).
+#[test]
+fn modes_by_key_and_by_interface() {
+    let c = Config::parse(&format!(
+        "{VIP}[[vip]]\nmaster = \"m\"\naddress = \"203.0.113.100/32\"\ninterface = \"lo\"\n\
+         [[vip]]\nmaster = \"m\"\naddress = \"2001:2::100/128\"\ninterface = \"dummy0\"\nmode = \"routed\"\n\
+         [[vip]]\nmaster = \"m\"\naddress = \"192.0.2.101/32\"\ninterface = \"eth0\"\nmode = \"l2\"\n"
+    ))
+    .unwrap();
+    let modes: Vec<Mode> = c.vip.iter().map(VipConfig::mode).collect();
+    assert_eq!(modes, [Mode::L2, Mode::Routed, Mode::Routed, Mode::L2]);
+    let e = err(&format!("{VIP}mode = \"bgp\"\n"));
+    assert!(e.to_string().contains("unknown variant `bgp`"), "{e}");
 }

@@ -7,7 +7,7 @@
 mod view;
 
 pub use crate::resolve::resolve;
-pub use view::{local_addrs, placed, presence, View};
+pub use view::{announce_target, local_addrs, placed, presence, View};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -40,7 +40,8 @@ pub enum FirstRound {
 pub struct Outcome {
     pub action: Action,
     pub change: Option<Change>,
-    /// Set when the VIP is held after the pass: the caller may announce more.
+    /// Set when the VIP is held after the pass and announced with frames
+    /// (`l2`): the caller may announce more. Never for a routed VIP.
     pub target: Option<Target>,
 }
 
@@ -212,9 +213,9 @@ impl Engine {
                 let link = link.ok_or_else(|| {
                     anyhow!("{}: interface {} does not exist", vip.master, vip.interface)
                 })?;
-                let mac = link.mac.ok_or_else(|| {
-                    permanent(format!("interface {} has no Ethernet address", link.name))
-                })?;
+                // Before the add: an l2 VIP nobody could hear of is
+                // refused, not added.
+                let target = announce_target(vip, link).map_err(permanent)?;
                 if action == Action::Acquire {
                     let label = vip.label.as_deref();
                     let change = self.nl.add(vip.address, link.index, label).await?;
@@ -224,16 +225,10 @@ impl Engine {
                     }
                     out.change = Some(change);
                 }
-                let t = Target {
-                    ifindex: link.index,
-                    ifname: link.name.clone(),
-                    mac,
-                    ip: vip.address.ip,
-                };
-                if first == FirstRound::Now {
-                    self.send_round(&t)?;
+                if let (Some(t), FirstRound::Now) = (&target, first) {
+                    self.send_round(t)?;
                 }
-                out.target = Some(t);
+                out.target = target;
             }
             Action::Release => {
                 // Presence was Held, so the interface exists in the view.

@@ -5,10 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use crate::config::{Config, VipConfig};
+use crate::announce::Target;
+use crate::config::{Config, Mode, VipConfig};
 use crate::decide::{decide, unfit, Action, Facts, Master, Presence};
 use crate::hookargs::Host;
-use crate::netlink::{Addr, Snapshot};
+use crate::netlink::{Addr, Link, Snapshot};
 use crate::resolve::ResolveError;
 use crate::sentinel::{Answer, Verdict};
 
@@ -129,6 +130,29 @@ pub fn would_be_primary(s: &Snapshot, vip: &VipConfig, cfg: &Config) -> Option<S
     })
 }
 
+/// What announces `vip`, held on `link`: gratuitous ARP / unsolicited NA
+/// from the link's MAC (`l2`), or no frame at all (`routed`: the routing
+/// daemon announces the host route while the address is there). An `l2`
+/// VIP on a link that cannot send frames (the loopback, a tun device) is
+/// refused with the fix: its clients would never hear of it.
+pub fn announce_target(vip: &VipConfig, link: &Link) -> Result<Option<Target>, String> {
+    match vip.mode() {
+        Mode::Routed => Ok(None),
+        Mode::L2 => match link.ethernet() {
+            Some(mac) => Ok(Some(Target {
+                ifindex: link.index,
+                ifname: link.name.clone(),
+                mac,
+                ip: vip.address.ip,
+            })),
+            None => Err(format!(
+                "interface {} has no Ethernet address: gratuitous ARP/NA cannot announce {} there; set mode = \"routed\" for a routing daemon to announce it",
+                link.name, vip.address
+            )),
+        },
+    }
+}
+
 /// Where the master is, from the address Sentinel names for it and what
 /// that resolved to.
 pub fn placed(named: &Host, ips: Vec<IpAddr>) -> Master {
@@ -174,6 +198,7 @@ mod tests {
             name: name.into(),
             mac: Some([2, 0, 0, 0, 0, index as u8]),
             up: true,
+            loopback: index == 1,
         };
         Snapshot {
             links: vec![link(1, "lo"), link(2, "eth0"), link(3, "eth1")],
@@ -315,6 +340,46 @@ mod tests {
             let g = got(addrs, vip);
             assert!(g.starts_with(want), "row {i}: {g}, want {want}");
         }
+    }
+
+    /// Issue 19: a routed VIP gets no frame; an l2 one gets them from its
+    /// link's MAC, and is refused on a link that has none to send from.
+    #[test]
+    fn which_frames_announce_a_vip() {
+        let c = Config::parse(
+            "[[vip]]\nmaster = \"m\"\naddress = \"192.0.2.100/24\"\ninterface = \"eth0\"\n\
+             [[vip]]\nmaster = \"m\"\naddress = \"203.0.113.100/32\"\ninterface = \"lo\"\n\
+             [[vip]]\nmaster = \"m\"\naddress = \"203.0.113.101/32\"\ninterface = \"eth0\"\nmode = \"routed\"\n\
+             [[vip]]\nmaster = \"m\"\naddress = \"192.0.2.101/24\"\ninterface = \"tun0\"\n",
+        )
+        .unwrap();
+        let s = snap(vec![]);
+        let tun = Link {
+            index: 4,
+            name: "tun0".into(),
+            mac: None,
+            up: true,
+            loopback: false,
+        };
+        let lo_zero_mac = Link {
+            mac: Some([0; 6]),
+            ..s.link("lo").unwrap().clone()
+        };
+        let eth0 = s.link("eth0").unwrap();
+        let got = announce_target(&c.vip[0], eth0).unwrap().unwrap();
+        assert_eq!((got.ifindex, got.mac), (2, [2, 0, 0, 0, 0, 2]));
+        assert_eq!(announce_target(&c.vip[1], &lo_zero_mac), Ok(None));
+        assert_eq!(announce_target(&c.vip[2], eth0), Ok(None));
+        let e = announce_target(&c.vip[3], &tun).unwrap_err();
+        assert!(e.contains("mode = \"routed\""), "{e}");
+        // An l2 VIP the config could not tell was on a loopback (the
+        // interface renamed): still no frame from an all-zero MAC.
+        let lo_l2 = VipConfig {
+            interface: "lo".into(),
+            mode_key: Some(Mode::L2),
+            ..c.vip[0].clone()
+        };
+        assert!(announce_target(&lo_l2, &lo_zero_mac).is_err());
     }
 
     #[test]

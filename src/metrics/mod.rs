@@ -5,6 +5,7 @@
 //! touches an address or a Sentinel.
 
 mod facts;
+mod mode;
 mod serve;
 
 pub use facts::{ActionKind, ErrorKind, Said, Trigger, VipId};
@@ -170,6 +171,8 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     announcements: Family<VipLabels, Counter>,
     errors: Family<KindLabels, Counter>,
+    /// Per VIP, how it is announced (`mode.rs`).
+    modes: Family<mode::ModeLabels, Gauge>,
     clocks: Arc<Clocks>,
     known: Mutex<Known>,
 }
@@ -190,6 +193,7 @@ impl Metrics {
             actions: Family::default(),
             announcements: Family::default(),
             errors: Family::default(),
+            modes: Family::default(),
             clocks: Arc::default(),
             known: Mutex::default(),
         };
@@ -268,6 +272,11 @@ impl Metrics {
             "sentinel_vip_errors",
             "Errors by kind (lock, netlink, sentinel, resolve, announce, notify, control)",
             self.errors.clone(),
+        );
+        r.register(
+            "sentinel_vip_mode_info",
+            "How the VIP is announced (label mode): l2, gratuitous ARP/NA from this watcher; routed, a host route the routing daemon announces while the VIP is held",
+            self.modes.clone(),
         );
         r.register_collector(Box::new(self.clocks.clone()));
         self

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol, CacheInfo,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol, AddressScope, CacheInfo,
 };
 
 use super::{idempotent, Change, Netlink, ADDR_PROTO};
@@ -18,9 +18,16 @@ impl Netlink {
     /// connections. An IPv4 VIP needs nothing: added beside the host's own
     /// address in its subnet it is a secondary, and the kernel chooses
     /// sources among primaries (`check` warns when it would be a primary).
+    ///
+    /// Scope global (`RT_SCOPE_UNIVERSE`), on every interface, `lo`
+    /// included: the kernel keeps an IPv4 address's scope as the request
+    /// gives it (only `ip` itself picks `host` for 127.0.0.0/8), and a
+    /// routing daemon may skip host- and link-scope addresses. Spelt out
+    /// here rather than left to the message's default.
     pub async fn add(&self, vip: Cidr, index: u32, label: Option<&str>) -> Result<Change> {
         let mut req = self.handle.address().add(index, vip.ip, vip.prefix);
         let msg = req.message_mut();
+        msg.header.scope = AddressScope::Universe;
         msg.attributes
             .push(AddressAttribute::Protocol(AddressProtocol::from(
                 ADDR_PROTO,

@@ -26,6 +26,7 @@ impl Netlink {
                 name: String::new(),
                 mac: None,
                 up: m.header.flags.contains(LinkFlags::Up),
+                loopback: m.header.flags.contains(LinkFlags::Loopback),
             };
             for a in m.attributes {
                 match a {

@@ -29,6 +29,17 @@ pub struct Link {
     pub name: String,
     pub mac: Option<[u8; 6]>,
     pub up: bool,
+    /// `IFF_LOOPBACK`: `lo`, whose all-zero MAC carries no frame anywhere.
+    pub loopback: bool,
+}
+
+impl Link {
+    /// The MAC gratuitous ARP and NA are sent from, if the link can send
+    /// them: not the loopback, and a real Ethernet address (a tun device
+    /// has none).
+    pub fn ethernet(&self) -> Option<[u8; 6]> {
+        self.mac.filter(|m| !self.loopback && *m != [0; 6])
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep_until, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, Policy};
+use crate::config::{Config, Mode, Policy};
 use crate::control::server::{self, HookRequest};
 use crate::control::Reply;
 use crate::decide::Presence;
@@ -90,6 +90,9 @@ struct Watcher {
     pending: Vec<HookRequest>,
     /// The last STATUS= sent to systemd, so that only changes are sent.
     status: String,
+    /// Routed VIPs held after the last pass: announced by the routing
+    /// daemon, so never in `state`'s schedules, but held all the same.
+    routed_held: std::collections::HashSet<std::net::IpAddr>,
     /// Passes run so far, for the log: which requests one pass answered.
     passes: u64,
 }
@@ -129,6 +132,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         subscribers: Vec::new(),
         pending: Vec::new(),
         status: String::new(),
+        routed_held: Default::default(),
         passes: 0,
     };
     let kernel = {
@@ -361,15 +365,23 @@ impl Watcher {
         }
     }
 
-    /// STATUS= for systemd: what this host announces, sent when it changes.
+    /// STATUS= for systemd: what this host announces, sent when it changes
+    /// (a routed VIP: what it holds for the routing daemon to announce).
     fn set_status(&mut self) {
         let held: Vec<String> = self
             .engine
             .cfg
             .vip
             .iter()
-            .filter(|v| self.state.announcing(v.address.ip))
-            .map(|v| format!("{} {}", v.master, v.address))
+            .filter_map(|v| match v.mode() {
+                Mode::L2 if self.state.announcing(v.address.ip) => {
+                    Some(format!("{} {}", v.master, v.address))
+                }
+                Mode::Routed if self.routed_held.contains(&v.address.ip) => {
+                    Some(format!("{} {} (routed)", v.master, v.address))
+                }
+                _ => None,
+            })
             .collect();
         let status = format!(
             "{} of {} VIPs held and announced here{}{}",
@@ -423,6 +435,8 @@ impl Watcher {
         let ids: Vec<VipId> = cfg.vip.iter().map(VipId::from).collect();
         let sentinels: Vec<String> = cfg.sentinels.iter().map(|e| e.to_string()).collect();
         self.metrics.configure(&ids, &sentinels);
+        let modes: Vec<_> = cfg.vip.iter().map(|v| (VipId::from(v), v.mode())).collect();
+        self.metrics.configure_modes(&modes);
         let commands = cfg
             .vip
             .iter()

@@ -11,6 +11,7 @@ use tracing::{debug, error, info, warn};
 use super::follow::{still_master, RECHECK_AFTER};
 use super::state::{self, Trust};
 use super::Watcher;
+use crate::config::Mode;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
 use crate::decide::{basis, Action, Basis, Master, Presence};
@@ -226,6 +227,11 @@ impl Watcher {
                 _ => view.presence(vip) == Presence::Held,
             };
             self.metrics.vip_state(&id, held, &said);
+            if vip.mode() == Mode::Routed && held {
+                self.routed_held.insert(vip.address.ip);
+            } else {
+                self.routed_held.remove(&vip.address.ip);
+            }
             // A refusal is news whether or not applying it "failed"; other
             // changes count once made.
             let did = match (&result, ActionKind::of(&action)) {

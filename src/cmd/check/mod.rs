@@ -4,6 +4,7 @@
 //! holds more than it needs. Prints one line per finding; non-zero on any
 //! problem (a `warn` is not one). It only reads.
 
+mod routed;
 mod unit_file;
 mod units;
 mod watcher;
@@ -13,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::config::{defaults, Config};
+use crate::config::{defaults, Config, Mode};
 use crate::control::{client, Request};
 use crate::decide::Presence;
-use crate::engine::Engine;
+use crate::engine::{announce_target, Engine};
 use units::Level;
 
 pub(super) async fn run(path: &Path) -> Result<()> {
@@ -51,11 +52,11 @@ pub(super) async fn run(path: &Path) -> Result<()> {
     let view = engine.gather(&names).await?;
     for v in &engine.cfg.vip {
         let link = view.snap.link(&v.interface);
-        match link {
-            Some(l) if l.mac.is_some() => {
+        match link.map(|l| announce_target(v, l)) {
+            Some(Ok(_)) => {
                 println!("ok   interface {} for {}", v.interface, v.master)
             }
-            Some(_) => bad.push(format!("interface {} has no Ethernet address", v.interface)),
+            Some(Err(why)) => bad.push(why),
             None => bad.push(format!(
                 "interface {} (for {}) does not exist",
                 v.interface, v.master
@@ -64,9 +65,11 @@ pub(super) async fn run(path: &Path) -> Result<()> {
         if let Presence::Foreign(why) = view.presence(v) {
             bad.push(why);
         }
-        if let Some(note) =
-            link.and_then(|l| source_note(&view.snap.addrs, l.index, &view.local, v))
-        {
+        let note = match v.mode() {
+            Mode::Routed => routed::note(v, link.is_some_and(|l| l.loopback)),
+            Mode::L2 => link.and_then(|l| source_note(&view.snap.addrs, l.index, &view.local, v)),
+        };
+        if let Some(note) = note {
             println!("note {note}");
         }
     }

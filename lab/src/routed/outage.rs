@@ -1,0 +1,108 @@
+//! One `kill -9` failover in the routed lab, timed from the outside for
+//! the tests, the benchmark and the demo: when the promoted replica first
+//! answered `ROLE` master, when the router's kernel table first sent the
+//! VIP to it, and when each writer had its first write acknowledged and
+//! kept. It judges nothing; callers assert or print.
+
+use std::time::Duration;
+
+use super::RouteMonitor;
+use crate::client::{KeptWriter, RoleWatch};
+use crate::outage::{kept, Writes};
+use crate::{now_epoch, Lab, NODES};
+
+/// How often the replicas are asked `ROLE`.
+const ROLE_PERIOD: Duration = Duration::from_millis(1);
+
+/// One routed failover; times are epoch seconds.
+#[derive(Clone, Debug)]
+pub struct RoutedKill {
+    pub old: usize,
+    pub new: usize,
+    pub at: f64,
+    /// The first replica to answer `ROLE` master, and when.
+    pub role_master: Option<(usize, f64)>,
+    /// When the router's kernel table first sent the VIP to the new master.
+    pub route: Option<f64>,
+    /// Per writer, in the order given.
+    pub writes: Vec<Writes>,
+}
+
+impl RoutedKill {
+    /// Milliseconds from `ROLE` master to `t`.
+    pub fn after_role(&self, t: Option<f64>) -> Option<f64> {
+        Some((t? - self.role_master?.1) * 1e3)
+    }
+
+    /// Milliseconds from the kill to `t`.
+    pub fn after_kill(&self, t: Option<f64>) -> Option<f64> {
+        Some((t? - self.at) * 1e3)
+    }
+}
+
+/// Waits for a quiet routed lab, kills the master's server, waits up to
+/// `limit` for each writer, then for the VIP and the route on the new
+/// master, rejoins every node and reads the writes back.
+pub fn kill_routed_master(
+    lab: &mut Lab,
+    writers: &[&KeptWriter],
+    routes: &RouteMonitor,
+    limit: Duration,
+) -> RoutedKill {
+    let old = lab.wait_routed_holder(0, Duration::from_secs(20));
+    let now = now_epoch();
+    for w in writers {
+        assert!(
+            w.wait_ack_after(now, Duration::from_secs(10)).is_some(),
+            "client {} writes nothing before the kill: {}",
+            w.name,
+            w.last_error()
+        );
+    }
+    let replicas: Vec<usize> = NODES.into_iter().filter(|&n| n != old).collect();
+    let role = RoleWatch::start(lab, &replicas, ROLE_PERIOD);
+    let at = now_epoch();
+    lab.kill_redis(old);
+    let firsts: Vec<_> = writers
+        .iter()
+        .map(|w| w.wait_ack_after(at, limit))
+        .collect();
+    let role_master = role.first_master();
+    drop(role);
+    let new = lab.wait_routed_holder(old, Duration::from_secs(30));
+    let route = routes
+        .wait_for(at, Duration::from_secs(1), |e| e.via == Some(new))
+        .map(|e| e.at);
+    let fin = lab.rejoin_routed();
+    let writes = writers
+        .iter()
+        .zip(firsts)
+        .map(|(w, first)| match first {
+            None => Writes {
+                why: Some(format!(
+                    "no write acknowledged within {limit:?}: {}",
+                    w.last_error()
+                )),
+                ..Writes::default()
+            },
+            Some(_) => kept(lab, fin, &w.acks_after(at)),
+        })
+        .collect();
+    RoutedKill {
+        old,
+        new,
+        at,
+        role_master,
+        route,
+        writes,
+    }
+}
+
+impl Lab {
+    /// Every Redis running and replicating Sentinel's master, Sentinel
+    /// ready, the VIP on the master alone and routed there; returns it.
+    pub fn rejoin_routed(&mut self) -> usize {
+        self.rejoin_nodes();
+        self.wait_routed_holder(0, Duration::from_secs(15))
+    }
+}
