@@ -98,20 +98,7 @@ pub fn kill_master(
     });
     let promoted_event = promotions.first_after(at).map(|(t, _)| t);
     let fin = lab.rejoin_all();
-    let writes = writers
-        .iter()
-        .zip(firsts)
-        .map(|(w, first)| match first {
-            None => Writes {
-                why: Some(format!(
-                    "no write acknowledged within {limit:?}: {}",
-                    w.last_error()
-                )),
-                ..Writes::default()
-            },
-            Some(_) => kept(lab, fin, &w.acks_after(at)),
-        })
-        .collect();
+    let writes = writes_kept(lab, fin, writers, firsts, at, limit);
     Kill {
         old,
         new,
@@ -125,6 +112,33 @@ pub fn kill_master(
 
 /// Reads the acknowledged writes back from node `n` in order until one is
 /// there: acknowledged means `OK` from a master and the key kept.
+/// Per writer, what of its writes acknowledged after `at` node `fin` (the
+/// final master) kept; a writer with no acknowledged write within `limit`
+/// (`firsts`) says why.
+pub(crate) fn writes_kept(
+    lab: &Lab,
+    fin: usize,
+    writers: &[&KeptWriter],
+    firsts: Vec<Option<Ack>>,
+    at: f64,
+    limit: Duration,
+) -> Vec<Writes> {
+    writers
+        .iter()
+        .zip(firsts)
+        .map(|(w, first)| match first {
+            None => Writes {
+                why: Some(format!(
+                    "no write acknowledged within {limit:?}: {}",
+                    w.last_error()
+                )),
+                ..Writes::default()
+            },
+            Some(_) => kept(lab, fin, &w.acks_after(at)),
+        })
+        .collect()
+}
+
 pub(crate) fn kept(lab: &Lab, n: usize, acks: &[Ack]) -> Writes {
     for (lost, a) in acks.iter().take(50).enumerate() {
         let (got, err) = lab.redis_cli(n, &["GET", &a.key]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::RouteMonitor;
 use crate::client::{KeptWriter, RoleWatch};
-use crate::outage::{kept, Writes};
+use crate::outage::{writes_kept, Writes};
 use crate::{now_epoch, Lab, NODES};
 
 /// How often the replicas are asked `ROLE`.
@@ -74,20 +74,7 @@ pub fn kill_routed_master(
         .wait_for(at, Duration::from_secs(1), |e| e.via == Some(new))
         .map(|e| e.at);
     let fin = lab.rejoin_routed();
-    let writes = writers
-        .iter()
-        .zip(firsts)
-        .map(|(w, first)| match first {
-            None => Writes {
-                why: Some(format!(
-                    "no write acknowledged within {limit:?}: {}",
-                    w.last_error()
-                )),
-                ..Writes::default()
-            },
-            Some(_) => kept(lab, fin, &w.acks_after(at)),
-        })
-        .collect();
+    let writes = writes_kept(lab, fin, writers, firsts, at, limit);
     RoutedKill {
         old,
         new,
