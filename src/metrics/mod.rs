@@ -5,6 +5,7 @@
 //! touches an address or a Sentinel.
 
 mod facts;
+mod fence;
 mod serve;
 
 pub use facts::{ActionKind, ErrorKind, Said, Trigger, VipId};
@@ -170,6 +171,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     announcements: Family<VipLabels, Counter>,
     errors: Family<KindLabels, Counter>,
+    fence: fence::FenceMetrics,
     clocks: Arc<Clocks>,
     known: Mutex<Known>,
 }
@@ -190,6 +192,7 @@ impl Metrics {
             actions: Family::default(),
             announcements: Family::default(),
             errors: Family::default(),
+            fence: fence::FenceMetrics::default(),
             clocks: Arc::default(),
             known: Mutex::default(),
         };
@@ -269,6 +272,7 @@ impl Metrics {
             "Errors by kind (lock, netlink, sentinel, resolve, announce, notify, control)",
             self.errors.clone(),
         );
+        self.fence.register(r);
         r.register_collector(Box::new(self.clocks.clone()));
         self
     }
@@ -286,6 +290,11 @@ impl Metrics {
             .filter(|v| !wanted.contains(v))
             .cloned()
             .collect();
+        let masters_gone: Vec<String> = (known.masters.iter())
+            .filter(|m| !vips.iter().any(|v| &v.master == *m))
+            .cloned()
+            .collect();
+        self.fence.configure(&gone, vips, &masters_gone);
         for old in gone {
             let l = VipLabels::from(&old);
             self.held.remove(&l);

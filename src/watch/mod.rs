@@ -5,11 +5,14 @@
 //! sooner. This module holds the select loop and the I/O; every rule about
 //! repeats, trust and announcing lives in [`state`], as plain state.
 
+mod fence;
+mod fencing;
 mod follow;
 mod pass;
 mod promotion;
 mod state;
 mod subscribe;
+mod witness;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +88,7 @@ struct Watcher {
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
     state: State,
     promotions: Promotions,
+    fencing: fencing::Fencing,
     /// Hook requests waiting for the next pass (which begins asking after
     /// they arrived, so its answer is news to them).
     pending: Vec<HookRequest>,
@@ -123,6 +127,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         notifier: Notifier::new(Some(metrics)),
         state: State::new(cfg.announce.clone()),
         promotions: Promotions::new(cfg.follow_promotion_deadline),
+        fencing: fencing::Fencing::new(&cfg),
         engine: Engine::new(cfg)?,
         path,
         tx: tx.clone(),
@@ -156,6 +161,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     w.pass(Why::Start, None, true).await;
     notify(&[sd_notify::NotifyState::Ready]);
     let mut tick = w.ticker();
+    let mut fence_tick = w.fence_ticker();
     // systemd's WatchdogSec: pet it from the loop itself, so a loop stuck
     // in a pass is restarted.
     let watchdog = sd_notify::watchdog_enabled();
@@ -177,12 +183,14 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
                 w.on_triggers(triggers).await;
             }
             _ = tick.tick() => w.pass(Why::Timer, None, false).await,
+            _ = fence_tick.tick() => w.fence_tick().await,
             _ = announce_due => w.announce_due(),
             _ = dog.tick(), if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
                 w.reload().await;
                 tick = w.ticker();
+                fence_tick = w.fence_ticker();
                 notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,
@@ -403,6 +411,7 @@ impl Watcher {
                 // Promotions under way are dropped: the next pass follows the
                 // Sentinels, and the next hint starts afresh.
                 self.promotions = Promotions::new(engine.cfg.follow_promotion_deadline);
+                self.fencing = fencing::Fencing::new(&engine.cfg);
                 self.engine = engine;
                 if let Err(e) = self.configure_reporting().await {
                     error!(error = %one_line(&e), "SIGHUP: metrics endpoint");
