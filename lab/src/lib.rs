@@ -29,6 +29,7 @@ mod observe;
 pub mod capture;
 pub mod client;
 pub mod container;
+pub mod delay;
 pub mod events;
 pub mod extra_vips;
 pub mod failovers;
