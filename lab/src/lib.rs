@@ -24,8 +24,10 @@ mod topology;
 
 mod converge;
 mod fault;
+mod isolate;
 mod observe;
 
+pub mod acked;
 pub mod capture;
 pub mod client;
 pub mod container;
@@ -37,6 +39,7 @@ pub mod held;
 pub mod hook_calls;
 pub mod hook_timing;
 mod http;
+pub mod loss;
 pub mod monitor;
 pub mod netns;
 pub mod outage;
