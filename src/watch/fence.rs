@@ -1,7 +1,8 @@
 //! The fence (`on_sentinel_loss = "fence"`), as plain state: a host that
-//! holds a master's VIP on a Sentinel majority's word releases it once it
+//! holds a master's VIP on a Sentinel majority's word, and has heard a
+//! replica of that master answer as its replica, releases the VIP once it
 //! has heard, for `fence_after_ms`, neither a majority of the Sentinels
-//! nor any replica of that master still replicating from it. Methods take
+//! nor any replica still replicating from it. Methods take
 //! `now` and when each witness last answered, and return what to do; the
 //! probing is `witness`'s, the release the watcher's. It never takes a
 //! VIP: it only releases one, and holds back a VIP it released until a
@@ -51,16 +52,28 @@ impl Witnesses {
 pub enum Step {
     /// Not watched: not held here on a Sentinel majority's word.
     Idle,
+    /// Held on a majority's word for this long, but no replica has yet
+    /// answered as its replica: the fence cannot tell silence from a
+    /// replica it was never able to ask (no `redis_password`, TLS not
+    /// configured), so it does not arm.
+    Waiting(Duration),
     Keep,
     /// Release every VIP of the master held here.
     Release,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// Held on a majority's word since; no replica heard as its replica.
+    Waiting { since: Instant },
+    /// Both witnesses heard: from `since` on, their silence counts.
+    Armed { since: Instant },
+}
+
 pub struct Fence {
     after: Duration,
-    /// Masters whose VIP is held here, and since when (the first pass that
-    /// found it held with a Sentinel majority behind it).
-    armed: HashMap<String, Instant>,
+    /// Masters whose VIP is held here on a Sentinel majority's word.
+    watched: HashMap<String, Watch>,
     /// Masters whose VIP the fence released; a pass without a majority
     /// must not take it back.
     released: HashSet<String>,
@@ -70,7 +83,7 @@ impl Fence {
     pub fn new(after: Duration) -> Fence {
         Fence {
             after,
-            armed: HashMap::new(),
+            watched: HashMap::new(),
             released: HashSet::new(),
         }
     }
@@ -80,9 +93,9 @@ impl Fence {
     }
 
     /// A pass found master `name`'s VIP `held` here or not, with a Sentinel
-    /// `majority` or not. The fence arms on a majority's word only: a
+    /// `majority` or not. The fence watches on a majority's word only: a
     /// watcher started while cut off never had one, and knows no replica
-    /// to miss. A VIP kept without a majority stays armed: that is the
+    /// to miss. A VIP kept without a majority stays watched: that is the
     /// time the fence is for.
     pub fn passed(&mut self, now: Instant, name: &str, held: bool, majority: bool) {
         if majority {
@@ -90,18 +103,19 @@ impl Fence {
         }
         match (held, majority) {
             (false, _) => {
-                self.armed.remove(name);
+                self.watched.remove(name);
             }
             (true, true) => {
-                self.armed.entry(name.to_string()).or_insert(now);
+                let w = Watch::Waiting { since: now };
+                self.watched.entry(name.to_string()).or_insert(w);
             }
             (true, false) => {}
         }
     }
 
     /// The masters the fence watches (their replicas are probed).
-    pub fn armed(&self) -> impl Iterator<Item = &str> {
-        self.armed.keys().map(String::as_str)
+    pub fn watched(&self) -> impl Iterator<Item = &str> {
+        self.watched.keys().map(String::as_str)
     }
 
     /// Whether the fence released `name`'s VIP and no Sentinel majority has
@@ -112,9 +126,12 @@ impl Fence {
 
     /// The witnesses of `name` at `now`: those heard within the fence
     /// time. While armed, nothing counts as older than the arming (a
-    /// probe's first answer may be on its way).
+    /// probe's answer may be on its way).
     pub fn witnesses(&self, now: Instant, name: &str, heard: &Heard) -> Witnesses {
-        let since = self.armed.get(name).copied();
+        let since = match self.watched.get(name) {
+            Some(Watch::Armed { since }) => Some(*since),
+            _ => None,
+        };
         let fresh = |at: &Option<Instant>| {
             let at = match (*at, since) {
                 (Some(a), Some(s)) => Some(a.max(s)),
@@ -130,23 +147,30 @@ impl Fence {
         }
     }
 
-    /// What to do about `name` at `now`: release once both witnesses have
-    /// been silent for the fence time (and again at each check until
-    /// [`Fence::released`] says it was done).
-    pub fn check(&self, now: Instant, name: &str, heard: &Heard) -> (Step, Witnesses) {
+    /// What to do about `name` at `now`. A watched master arms once a
+    /// replica answers as its replica; armed, it is released once both
+    /// witnesses have been silent for the fence time (and again at each
+    /// check until [`Fence::released`] says it was done).
+    pub fn check(&mut self, now: Instant, name: &str, heard: &Heard) -> (Step, Witnesses) {
         let w = self.witnesses(now, name, heard);
-        let step = match (self.armed.contains_key(name), w.lost()) {
-            (false, _) => Step::Idle,
-            (true, false) => Step::Keep,
-            (true, true) => Step::Release,
+        let step = match self.watched.get(name).copied() {
+            None => Step::Idle,
+            Some(Watch::Waiting { .. }) if w.replicas > 0 => {
+                let armed = Watch::Armed { since: now };
+                self.watched.insert(name.to_string(), armed);
+                Step::Keep
+            }
+            Some(Watch::Waiting { since }) => Step::Waiting(now.saturating_duration_since(since)),
+            Some(Watch::Armed { .. }) if w.lost() => Step::Release,
+            Some(Watch::Armed { .. }) => Step::Keep,
         };
         (step, w)
     }
 
-    /// `name`'s VIPs were released: disarmed, and held back, until a pass
-    /// finds one held with a Sentinel majority again.
+    /// `name`'s VIPs were released: no longer watched, and held back,
+    /// until a pass finds one held with a Sentinel majority again.
     pub fn released(&mut self, name: &str) {
-        self.armed.remove(name);
+        self.watched.remove(name);
         self.released.insert(name.to_string());
     }
 }
@@ -177,6 +201,19 @@ mod tests {
         v.iter().map(|o| o.map(|m| t0 + ms(m))).collect()
     }
 
+    /// A fence watching "m" since t0, armed by a replica's answer then.
+    fn armed(t0: Instant) -> Fence {
+        let mut f = Fence::new(ms(300));
+        f.passed(t0, "m", true, true);
+        let (s, r) = ([Some(t0)], [Some(t0)]);
+        let heard = Heard {
+            sentinels: &s,
+            replicas: &r,
+        };
+        assert_eq!(f.check(t0, "m", &heard).0, Step::Keep);
+        f
+    }
+
     #[test]
     fn releases_only_when_both_witnesses_are_silent_for_the_fence_time() {
         let t0 = Instant::now();
@@ -205,8 +242,7 @@ mod tests {
             (1000, vec![None, None, None], vec![], Step::Keep),
         ];
         for (i, (now, sent, reps, want)) in rows.into_iter().enumerate() {
-            let mut f = Fence::new(ms(300));
-            f.passed(t0, "m", true, true);
+            let mut f = armed(t0);
             let (sent, reps) = (at(t0, &sent), at(t0, &reps));
             let heard = Heard {
                 sentinels: &sent,
@@ -228,20 +264,34 @@ mod tests {
         };
         // Not held: nothing to watch, whatever the witnesses.
         assert_eq!(f.check(t0, "m", &silent).0, Step::Idle);
-        // Held without a majority (a watcher started while cut off): not armed.
+        // Held without a majority (a watcher started while cut off): not
+        // watched.
         f.passed(t0, "m", true, false);
         assert_eq!(f.check(t0 + ms(5000), "m", &silent).0, Step::Idle);
-        // Armed by a pass with a majority at 1000: the probes get the
-        // fence time from then before silence counts.
+        // Watched from a pass with a majority at 1000, but no replica has
+        // answered as its replica (a password or TLS not configured): not
+        // armed, however long the silence.
         f.passed(t0 + ms(1000), "m", true, true);
-        assert_eq!(f.armed().collect::<Vec<_>>(), ["m"]);
-        assert_eq!(f.check(t0 + ms(1299), "m", &silent).0, Step::Keep);
+        assert_eq!(f.watched().collect::<Vec<_>>(), ["m"]);
+        assert_eq!(
+            f.check(t0 + ms(9000), "m", &silent).0,
+            Step::Waiting(ms(8000))
+        );
+        // A replica answers at 9000: armed from then; the fence time runs
+        // from the arming.
+        let one = [Some(t0 + ms(9000))];
+        let answered = Heard {
+            sentinels: &none,
+            replicas: &one,
+        };
+        assert_eq!(f.check(t0 + ms(9000), "m", &answered).0, Step::Keep);
+        assert_eq!(f.check(t0 + ms(9299), "m", &silent).0, Step::Keep);
         // Passes without a majority keep it armed, from the same instant.
-        f.passed(t0 + ms(1200), "m", true, false);
-        let (step, w) = f.check(t0 + ms(1300), "m", &silent);
+        f.passed(t0 + ms(9200), "m", true, false);
+        let (step, w) = f.check(t0 + ms(9300), "m", &silent);
         assert_eq!(step, Step::Release);
         assert_eq!(
-            f.check(t0 + ms(1350), "m", &silent).0,
+            f.check(t0 + ms(9350), "m", &silent).0,
             Step::Release,
             "until done"
         );
@@ -256,17 +306,20 @@ mod tests {
             }
         );
         // Released once: disarmed, and held back until a majority speaks.
-        assert_eq!(f.check(t0 + ms(1400), "m", &silent).0, Step::Idle);
+        assert_eq!(f.check(t0 + ms(9400), "m", &silent).0, Step::Idle);
         assert!(f.blocks("m"));
-        f.passed(t0 + ms(2000), "m", false, false);
+        f.passed(t0 + ms(10_000), "m", false, false);
         assert!(f.blocks("m"), "a pass without a majority changes nothing");
-        f.passed(t0 + ms(3000), "m", true, true);
+        f.passed(t0 + ms(11_000), "m", true, true);
         assert!(!f.blocks("m"));
-        assert_eq!(f.check(t0 + ms(3100), "m", &silent).0, Step::Keep);
-        // Released elsewhere (a failover): disarmed.
-        f.passed(t0 + ms(4000), "m", false, true);
-        assert_eq!(f.check(t0 + ms(9000), "m", &silent).0, Step::Idle);
-        assert_eq!(f.armed().count(), 0);
+        assert!(matches!(
+            f.check(t0 + ms(11_100), "m", &silent).0,
+            Step::Waiting(_)
+        ));
+        // Released elsewhere (a failover): no longer watched.
+        f.passed(t0 + ms(12_000), "m", false, true);
+        assert_eq!(f.check(t0 + ms(19_000), "m", &silent).0, Step::Idle);
+        assert_eq!(f.watched().count(), 0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! releases what it says, under the host lock, through the engine's own
 //! release. Only VIPs held here as ours are ever deleted; nothing is added.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,12 @@ pub(super) struct Fencing {
     /// Per master held here, the address the Sentinels name for it: its
     /// replicas must follow that one.
     named: HashMap<String, Replica>,
+    /// Masters whose fence could not arm, already logged.
+    warned: HashSet<String>,
 }
+
+/// How long a fence may wait for its first replica before it says so.
+const WAIT_WARNING: Duration = Duration::from_secs(5);
 
 impl Fencing {
     pub fn new(cfg: &Config) -> Fencing {
@@ -55,6 +60,7 @@ impl Fencing {
                 Probes::none(cfg)
             },
             named: HashMap::new(),
+            warned: HashSet::new(),
         }
     }
 
@@ -112,7 +118,8 @@ impl Fencing {
         if !self.on {
             return Vec::new();
         }
-        self.probes.watch(&targets(self.fence.armed(), &self.named));
+        self.probes
+            .watch(&targets(self.fence.watched(), &self.named));
         let mut out = Vec::new();
         for name in cfg.masters() {
             let (sentinels, replicas) = self.probes.heard(name);
@@ -121,9 +128,20 @@ impl Fencing {
                 replicas: &replicas,
             };
             let (step, w) = self.fence.check(now, name, &heard);
-            metrics.fence_witnesses(name, w.sentinels, w.replicas);
-            if step == Step::Release {
-                out.push((name.to_string(), w));
+            let watched = step != Step::Idle;
+            metrics.fence_witnesses(name, watched.then_some((w.sentinels, w.replicas)));
+            match step {
+                Step::Release => out.push((name.to_string(), w)),
+                Step::Waiting(d) if d >= WAIT_WARNING && self.warned.insert(name.to_string()) => {
+                    warn!(
+                        master = %name, replicas_known = w.replicas_known,
+                        "fence not armed: no replica answers ROLE as a connected replica of this master, so its silence would prove nothing; check redis_password and [redis_tls] (`sentinel-vip status` shows each replica's answer)"
+                    );
+                }
+                Step::Keep => {
+                    self.warned.remove(name);
+                }
+                _ => {}
             }
         }
         out

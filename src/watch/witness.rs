@@ -77,12 +77,28 @@ impl Probes {
         }
     }
 
-    /// Starts probing every configured Sentinel every `every`.
+    /// Probes, every `every`, the witnesses of the masters [`Probes::watch`]
+    /// is given: none until then.
     pub fn start(cfg: &Config, every: Duration) -> Probes {
         let mut p = Probes::none(cfg);
         p.every = every;
-        for e in &cfg.sentinels {
-            let client = match crate::conn::client(&e.host, e.port, &cfg.sentinel_auth()) {
+        p
+    }
+
+    /// Every configured Sentinel probed (while a master is watched: a host
+    /// that holds no VIP has nothing to fence).
+    fn probe_sentinels(&mut self, on: bool) {
+        if !on {
+            for t in self.tasks.drain(..) {
+                t.abort();
+            }
+            return;
+        }
+        if !self.tasks.is_empty() {
+            return;
+        }
+        for e in &self.cfg.sentinels {
+            let client = match crate::conn::client(&e.host, e.port, &self.cfg.sentinel_auth()) {
                 Ok(c) => c,
                 Err(err) => {
                     debug!(sentinel = %e, error = %err, "fence: no probe");
@@ -92,13 +108,12 @@ impl Probes {
             let task = sentinel_probe(
                 e.to_string(),
                 client,
-                p.board.clone(),
-                every,
-                cfg.reconcile_interval,
+                self.board.clone(),
+                self.every,
+                self.cfg.reconcile_interval,
             );
-            p.tasks.push(tokio::spawn(task));
+            self.tasks.push(tokio::spawn(task));
         }
-        p
     }
 
     /// A pass's answers count as the Sentinels' answers too.
@@ -110,9 +125,11 @@ impl Probes {
         }
     }
 
-    /// Probes the replicas of the `watched` masters, each against the
-    /// master address the Sentinels name for it; stops probing the rest.
+    /// Probes the Sentinels and the replicas of the `watched` masters,
+    /// each replica against the master address the Sentinels name for it;
+    /// stops probing the rest.
     pub fn watch(&mut self, watched: &[(String, Replica)]) {
+        self.probe_sentinels(!watched.is_empty());
         let mut want: HashMap<(String, String, String), (Replica, Replica)> = HashMap::new();
         {
             let mut b = board(&self.board);
@@ -253,6 +270,8 @@ fn replica_probe(
     let k = (master, key(&replica));
     let ask = || {
         let mut p = redis::pipe();
+        // A refusal (NOAUTH) comes back as a value: the connection stays.
+        p.ignore_errors();
         p.cmd("ROLE");
         (p, ())
     };
