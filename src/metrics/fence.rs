@@ -20,12 +20,12 @@ impl FenceMetrics {
     pub(super) fn register(&self, r: &mut Registry) {
         r.register(
             "sentinel_vip_fence_witness_sentinels",
-            "With on_sentinel_loss = fence: Sentinels that answered this watcher within fence_after_ms",
+            "With on_sentinel_loss = fence, on the host holding the master's VIP: Sentinels that answered within fence_after_ms",
             self.sentinels.clone(),
         );
         r.register(
             "sentinel_vip_fence_witness_replicas",
-            "With on_sentinel_loss = fence, on the host holding the master's VIP: replicas that answered ROLE as connected replicas of it within fence_after_ms (0 elsewhere: not probed)",
+            "With on_sentinel_loss = fence, on the host holding the master's VIP: replicas that answered ROLE as its connected replicas within fence_after_ms",
             self.replicas.clone(),
         );
         r.register(
@@ -53,13 +53,23 @@ impl FenceMetrics {
 }
 
 impl Metrics {
-    /// The fence's witnesses of `master` now.
-    pub fn fence_witnesses(&self, master: &str, sentinels: usize, replicas: usize) {
+    /// The fence's witnesses of `master` now (Sentinels, replicas), or
+    /// `None` where the fence does not watch it (the VIP is not held here):
+    /// then the series go, rather than read 0.
+    pub fn fence_witnesses(&self, master: &str, heard: Option<(usize, usize)>) {
         let l = MasterLabels {
             master: master.to_string(),
         };
-        self.fence.sentinels.get_or_create(&l).set(count(sentinels));
-        self.fence.replicas.get_or_create(&l).set(count(replicas));
+        match heard {
+            Some((sentinels, replicas)) => {
+                self.fence.sentinels.get_or_create(&l).set(count(sentinels));
+                self.fence.replicas.get_or_create(&l).set(count(replicas));
+            }
+            None => {
+                self.fence.sentinels.remove(&l);
+                self.fence.replicas.remove(&l);
+            }
+        }
     }
 
     /// The fence released `vip`: counted, as a release among the actions
