@@ -20,6 +20,10 @@
 //! 5. Hook handoff (issue 10): hook exec -> exit when handed to a running
 //!    watcher (the hook as `nobody` without capabilities), against the
 //!    hook acting itself as root with no watcher.
+//! 6. Partition (issue 20): the master cut off from its peers, not from the
+//!    client; acknowledged writes lost and the longest time without an
+//!    acknowledged write, for `on_sentinel_loss` keep, release after 1 s
+//!    and fence, interleaved in one lab (`BENCH_PARTITIONS`, default 3).
 //!
 //! `BENCH_PARTS=1,3` picks parts (default all). `BENCH_SERVER` (default
 //! `redis,valkey`) names the servers: Redis gets every part, Valkey (the
@@ -88,15 +92,16 @@ fn main() {
         "sentinel-vip bench ({}), medians of repeated runs in a namespace lab",
         bin.display()
     );
-    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5,6".into());
     let want = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let servers = std::env::var("BENCH_SERVER").unwrap_or_else(|_| "redis,valkey".into());
-    let all: [(&str, Part); 5] = [
+    let all: [(&str, Part); 6] = [
         ("1", |b, _| hook_vs_recipe(b)),
         ("2", |b, _| failover_latency(b)),
         ("3", |b, _| reconcile_and_watcher(b)),
         ("4", outage),
         ("5", hook_handoff),
+        ("6", partition),
     ];
     let mut failed = Vec::new();
     for name in servers.split(',').map(str::trim) {
@@ -508,6 +513,13 @@ fn outage(bin: &Path, programs: Programs) {
     );
     let rounds = failovers::run(bin, programs, &modes, kills, pace);
     failovers::report(&modes, &rounds);
+}
+
+/// Part 6 (issue 20): the loss policies through the same kind of partition.
+fn partition(bin: &Path, programs: Programs) {
+    let rounds = env_usize("BENCH_PARTITIONS", 3);
+    println!("\n6. master cut off from its peers (not from the client) for 6 s; a client appending unique ids\n   through the VIP every 5 ms (250 ms timeouts, reconnecting at once); {rounds} partitions per policy,\n   interleaved; lost = acknowledged, then missing from the final master");
+    sentinel_vip_lab::loss::bench(bin, programs, rounds, Duration::from_secs(6));
 }
 
 /// Part 5: the same hook call, VIP already in place, handed to a watcher
