@@ -167,6 +167,27 @@ impl Fence {
         (step, w)
     }
 
+    /// When `name`'s witnesses, armed and not lost at `now`, will be lost
+    /// if nothing more is heard: the instant the answer that keeps the
+    /// Sentinel majority, and the last replica's, go stale. The watcher
+    /// checks again then, not a probe period later. `None`: nothing to
+    /// wait for (not armed, already lost, or never lost).
+    pub fn deadline(&self, now: Instant, name: &str, heard: &Heard) -> Option<Instant> {
+        let Some(Watch::Armed { since }) = self.watched.get(name) else {
+            return None;
+        };
+        let stale = |at: &Option<Instant>| at.map_or(*since, |a| a.max(*since)) + self.after;
+        let mut sentinels: Vec<Instant> = heard.sentinels.iter().map(stale).collect();
+        sentinels.sort_unstable_by(|a, b| b.cmp(a));
+        let majority = heard.sentinels.len() / 2 + 1;
+        let replicas = heard.replicas.iter().map(stale).max();
+        let at = match (heard.sentinels.is_empty(), replicas) {
+            (true, _) | (_, None) => return None,
+            (false, Some(r)) => sentinels[majority - 1].max(r),
+        };
+        (at > now).then_some(at)
+    }
+
     /// `name`'s VIPs were released: no longer watched, and held back,
     /// until a pass finds one held with a Sentinel majority again.
     pub fn released(&mut self, name: &str) {
@@ -320,6 +341,41 @@ mod tests {
         f.passed(t0 + ms(12_000), "m", false, true);
         assert_eq!(f.check(t0 + ms(19_000), "m", &silent).0, Step::Idle);
         assert_eq!(f.watched().count(), 0);
+    }
+
+    #[test]
+    fn the_next_check_is_when_the_witnesses_would_be_lost() {
+        let t0 = Instant::now();
+        let f = armed(t0);
+        // (now, Sentinels heard, replicas heard, deadline), ms after t0.
+        #[rustfmt::skip]
+        let rows: Vec<(u64, Ms, Ms, Option<u64>)> = vec![
+            // The majority's second-latest answer (900) and the latest
+            // replica's (950) decide: lost at 1250.
+            (1000, vec![Some(990), Some(900), Some(800)], vec![Some(950), Some(700)], Some(1250)),
+            // One Sentinel left: the replica alone keeps it, until 1250.
+            (1000, vec![Some(990), None, None], vec![Some(950)], Some(1250)),
+            // Already lost: check now, not later.
+            (1000, vec![Some(990), None, None], vec![Some(600)], None),
+            // No replica known: never lost.
+            (1000, vec![Some(990), Some(990), Some(990)], vec![], None),
+        ];
+        for (i, (now, sent, reps, want)) in rows.into_iter().enumerate() {
+            let (sent, reps) = (at(t0, &sent), at(t0, &reps));
+            let heard = Heard {
+                sentinels: &sent,
+                replicas: &reps,
+            };
+            let got = f.deadline(t0 + ms(now), "m", &heard);
+            assert_eq!(got, want.map(|w| t0 + ms(w)), "row {i}");
+        }
+        let idle = Fence::new(ms(300));
+        let (s, r) = ([Some(t0)], [Some(t0)]);
+        let heard = Heard {
+            sentinels: &s,
+            replicas: &r,
+        };
+        assert_eq!(idle.deadline(t0, "m", &heard), None, "not armed");
     }
 
     #[test]

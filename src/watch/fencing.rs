@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::time::{interval, MissedTickBehavior};
+use tokio::time::sleep_until;
 use tracing::{error, warn};
 
 use super::fence::{release_for, Fence, Heard, Step, Witnesses};
@@ -42,6 +42,10 @@ pub(super) struct Fencing {
     named: HashMap<String, Replica>,
     /// Masters whose fence could not arm, already logged.
     warned: HashSet<String>,
+    /// When the fence was last asked, and the earliest instant a watched
+    /// master's witnesses would be lost if nothing more is heard.
+    last: Instant,
+    next: Option<Instant>,
 }
 
 /// How long a fence may wait for its first replica before it says so.
@@ -61,7 +65,17 @@ impl Fencing {
             },
             named: HashMap::new(),
             warned: HashSet::new(),
+            last: Instant::now(),
+            next: None,
         }
+    }
+
+    /// When the fence wants asking next: a probe period after it last
+    /// was (to follow the replica lists and the gauges), or the instant
+    /// a master's witnesses would be lost, if sooner. An hour when off.
+    pub fn next_wake(&self) -> Instant {
+        let tick = self.last + self.period();
+        self.next.map_or(tick, |n| n.min(tick))
     }
 
     /// How often the fence is asked (an hour when it is off).
@@ -115,6 +129,7 @@ impl Fencing {
 
     /// The masters whose VIPs must go now; sets the witness gauges.
     fn due(&mut self, now: Instant, cfg: &Config, metrics: &Metrics) -> Vec<Fenced> {
+        (self.last, self.next) = (now, None);
         if !self.on {
             return Vec::new();
         }
@@ -128,6 +143,9 @@ impl Fencing {
                 replicas: &replicas,
             };
             let (step, w) = self.fence.check(now, name, &heard);
+            if let Some(d) = self.fence.deadline(now, name, &heard) {
+                self.next = Some(self.next.map_or(d, |n| n.min(d)));
+            }
             let watched = step != Step::Idle;
             metrics.fence_witnesses(name, watched.then_some((w.sentinels, w.replicas)));
             match step {
@@ -238,14 +256,11 @@ pub(super) async fn watching<T>(
         return (work.await, false);
     }
     tokio::pin!(work);
-    let mut tick = interval(fencing.period());
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick.reset();
     let mut released = false;
     loop {
         tokio::select! {
             t = &mut work => return (t, released),
-            _ = tick.tick() => {
+            _ = sleep_until(fencing.next_wake().into()) => {
                 let due = fencing.due(Instant::now(), &engine.cfg, metrics);
                 if !due.is_empty() {
                     released |= release(engine, fencing, state, metrics, notifier, &due).await;
@@ -256,14 +271,6 @@ pub(super) async fn watching<T>(
 }
 
 impl Watcher {
-    /// The fence's timer, at its probe period.
-    pub(super) fn fence_ticker(&self) -> tokio::time::Interval {
-        let mut tick = interval(self.fencing.period());
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tick.reset();
-        tick
-    }
-
     /// Between passes: asks the fence, and releases what it says under the
     /// host lock.
     pub(super) async fn fence_tick(&mut self) {

@@ -161,7 +161,6 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
     w.pass(Why::Start, None, true).await;
     notify(&[sd_notify::NotifyState::Ready]);
     let mut tick = w.ticker();
-    let mut fence_tick = w.fence_ticker();
     // systemd's WatchdogSec: pet it from the loop itself, so a loop stuck
     // in a pass is restarted.
     let watchdog = sd_notify::watchdog_enabled();
@@ -172,6 +171,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
             due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
                 .into(),
         );
+        let fence_due = sleep_until(w.fencing.next_wake().into());
         tokio::select! {
             Some(t) = rx.recv() => {
                 // Coalesce a burst (several Sentinels, several channels,
@@ -183,14 +183,13 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
                 w.on_triggers(triggers).await;
             }
             _ = tick.tick() => w.pass(Why::Timer, None, false).await,
-            _ = fence_tick.tick() => w.fence_tick().await,
+            _ = fence_due => w.fence_tick().await,
             _ = announce_due => w.announce_due(),
             _ = dog.tick(), if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
                 w.reload().await;
                 tick = w.ticker();
-                fence_tick = w.fence_ticker();
                 notify(&[sd_notify::NotifyState::Ready]);
             }
             _ = term.recv() => break,
