@@ -185,8 +185,10 @@ pub fn bench(bin: &Path, programs: Programs, rounds: usize, hold: Duration) {
         "  medians per policy (partitions of {:.0} s):",
         hold.as_secs_f64()
     );
+    let mut medians = Vec::new();
     for ((name, _), cuts) in POLICIES.iter().zip(&got) {
         let mut lost: Vec<f64> = cuts.iter().map(|c| c.tally.lost.len() as f64).collect();
+        medians.push(median(&mut lost));
         let mut gap: Vec<f64> = cuts.iter().map(|c| c.tally.unavailable * 1e3).collect();
         let mut rel: Vec<f64> = (cuts.iter())
             .filter_map(|c| Some(c.released?.as_secs_f64() * 1e3))
@@ -199,4 +201,9 @@ pub fn bench(bin: &Path, programs: Programs, rounds: usize, hold: Duration) {
             cuts.len()
         );
     }
+    println!(
+        "  ratio of lost acknowledged writes, fence/keep: {:.2}, fence/release: {:.2}",
+        medians[2] / medians[0],
+        medians[2] / medians[1]
+    );
 }

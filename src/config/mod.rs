@@ -39,7 +39,7 @@ pub mod defaults {
     pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(1000);
     pub const SENTINEL_LOSS_AFTER: Duration = Duration::from_millis(10_000);
     /// What `on_sentinel_loss` is when unset: the fence, which in the lab
-    /// lost 60 acknowledged writes where `keep` lost 346 to a partition,
+    /// lost 56 acknowledged writes where `keep` lost 389 to a partition,
     /// and released nothing in a 30 s Sentinel outage, with every replica
     /// down, or on a network 100 ms slower each way (README, "The fence").
     pub const ON_SENTINEL_LOSS: super::Policy = super::Policy::Fence;
