@@ -3,7 +3,8 @@
 //! address/link events, hook requests and a timer all lead to the same
 //! pass, which compares desired with actual; events only make it happen
 //! sooner. This module holds the select loop and the I/O; every rule about
-//! repeats, trust and announcing lives in [`state`], as plain state.
+//! repeats, trust and announcing lives in [`state`], as plain state, and
+//! the fence's in [`fence`] (its probes in `witness`).
 
 mod fence;
 mod fencing;
