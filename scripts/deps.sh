@@ -2,7 +2,9 @@
 # Installs what the lab needs and is missing: real Redis and Sentinel,
 # iproute2 for the namespaces, tcpdump to see frames as a client would,
 # iputils-ping for the client's first contact, nftables for the chaos
-# suite's blocked connections, systemd-container (systemd-nspawn) and
+# suite's blocked connections and partitions, iptables for its NFQUEUE
+# delay line (the slow-network case; nftables' own queue statement is not
+# in every kernel, xt NFQUEUE is), systemd-container (systemd-nspawn) and
 # debootstrap for the package test's booted Debian container, prometheus
 # (its promtool checks the metrics; its server scrapes the lab's
 # watchers), qemu and busybox for the old-kernel VM (its kernel comes
@@ -14,7 +16,7 @@
 # (lab/src/servers.rs). Root only (apt).
 set -euo pipefail
 here=$(dirname "$0")
-pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables systemd-container debootstrap prometheus)
+pkgs=(redis-server redis-sentinel iproute2 tcpdump iputils-ping nftables iptables systemd-container debootstrap prometheus)
 # The old-kernel VM test (tests/e2e_old_kernel.rs): qemu boots Debian 11's
 # 5.10 kernel (scripts/old-kernel.sh fetches it with curl) from an
 # initramfs holding busybox-static's busybox.

@@ -51,7 +51,7 @@ pub enum Command {
     Reconcile,
     /// Validate the config, interfaces, capabilities and Sentinels; exit non-zero on any problem. Warns (exit unchanged) when the running watcher has more than CAP_NET_ADMIN and CAP_NET_RAW, or runs as root.
     Check,
-    /// For each VIP: what each Sentinel reports, whether the master is local and the VIP held; exit 1 on disagreement.
+    /// For each VIP: what each Sentinel reports, whether the master is local and the VIP held, and which replicas still replicate from the master (the fence's witnesses); exit 1 on disagreement.
     Status(JsonFlag),
     /// Run the watcher: follow Sentinel pub/sub and the kernel, keep every VIP where its master is.
     Watch,

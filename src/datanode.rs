@@ -1,6 +1,8 @@
-//! Asking a data node (Redis or Valkey) its `ROLE`, to see a replica
-//! become master the moment it does. AUTH and TLS as configured
-//! (`redis_username`, `redis_password`, `[redis_tls]`). It only reads.
+//! Asking a data node (Redis or Valkey) its `ROLE`: to see a replica
+//! become master the moment it does, and whether a replica still
+//! replicates from the master (the fence's witness). AUTH and TLS as
+//! configured (`redis_username`, `redis_password`, `[redis_tls]`). It only
+//! reads.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,43 @@ pub fn parse_role(v: &Value) -> Result<Role, String> {
     }
 }
 
+/// What a replica's `ROLE` says of its master: `slave`, the master's
+/// host and port as it connects to them, and its link state
+/// (`connect`, `connecting`, `sync`, `connected`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaOf {
+    pub host: String,
+    pub port: u16,
+    pub state: String,
+}
+
+impl ReplicaOf {
+    /// Whether this replica is a witness for the master Sentinel names at
+    /// `named`: it replicates from that very address and its link is up
+    /// (`connected`), so it takes the master's writes as they come. A
+    /// replica that was promoted, reconfigured to follow another master,
+    /// or lost its link to this one, witnesses nothing.
+    pub fn witnesses(&self, named: &(Host, u16)) -> bool {
+        self.state == "connected"
+            && self.port == named.1
+            && Host::parse(&self.host).is_some_and(|h| h == named.0)
+    }
+}
+
+/// Pure: a replica's `ROLE` reply (`slave`, host, port, state, offset);
+/// `None` for a master, a Sentinel, an error or a malformed reply.
+pub fn parse_replica_of(v: &Value) -> Option<ReplicaOf> {
+    let Value::Array(a) = v else { return None };
+    if !matches!(text(a.first()?).as_deref(), Some("slave" | "replica")) {
+        return None;
+    }
+    Some(ReplicaOf {
+        host: text(a.get(1)?)?,
+        port: text(a.get(2)?)?.parse().ok()?,
+        state: text(a.get(3)?)?,
+    })
+}
+
 /// One data node, with the connection kept between questions.
 pub struct Node {
     client: redis::Client,
@@ -55,6 +94,18 @@ impl Node {
     /// connection: Sentinel's `SLAVEOF NO ONE` transaction kills a
     /// replica's normal clients, so the next question reconnects at once.
     pub async fn role(&mut self) -> Result<Role> {
+        let v = self.ask_role().await?;
+        parse_role(&v).map_err(|e| anyhow!("ROLE: {e}"))
+    }
+
+    /// What the node says of its master if it is a replica (`None` if not).
+    pub async fn replica_of(&mut self) -> Result<Option<ReplicaOf>> {
+        let v = self.ask_role().await?;
+        parse_role(&v).map_err(|e| anyhow!("ROLE: {e}"))?;
+        Ok(parse_replica_of(&v))
+    }
+
+    async fn ask_role(&mut self) -> Result<Value> {
         let conn = match self.conn.clone() {
             Some(c) => c,
             None => {
@@ -71,13 +122,16 @@ impl Node {
         };
         let mut conn = conn;
         let r: Result<Value, _> = redis::cmd("ROLE").query_async(&mut conn).await;
-        let role = r
-            .map_err(anyhow::Error::from)
-            .and_then(|v| parse_role(&v).map_err(|e| anyhow!("ROLE: {e}")));
-        if role.is_err() {
+        let v = r.map_err(anyhow::Error::from).and_then(|v| match v {
+            Value::ServerError(e) => {
+                Err(anyhow!("ROLE: {}", crate::error::printable(&e.to_string())))
+            }
+            v => Ok(v),
+        });
+        if v.is_err() {
             self.conn = None;
         }
-        role
+        v
     }
 
     /// Asks `ROLE` every `every` until the node answers master (returns
@@ -119,5 +173,42 @@ mod tests {
             .contains("Authentication required"));
         assert!(parse_role(&Value::Int(1)).is_err());
         assert!(parse_role(&Value::Array(vec![])).is_err());
+    }
+
+    #[test]
+    fn a_replica_witnesses_the_master_it_replicates_from() {
+        let named = (Host::parse("192.0.2.11").unwrap(), 6379);
+        for server in SERVERS {
+            for proto in ["resp2", "resp3"] {
+                let of =
+                    |name: &str| parse_replica_of(&fixture(server, &format!("{name}.{proto}")));
+                let r = of("role-replica").expect("a replica");
+                assert_eq!((r.host.as_str(), r.port), ("192.0.2.11", 6379));
+                assert!(r.witnesses(&named), "{server} {proto}: {r:?}");
+                assert_eq!(of("role-master"), None);
+                assert_eq!(of("sentinel-role"), None);
+            }
+        }
+        let r = |host: &str, port, state: &str| ReplicaOf {
+            host: host.into(),
+            port,
+            state: state.into(),
+        };
+        #[rustfmt::skip]
+        let rows = [
+            (r("192.0.2.11", 6379, "connected"), true),
+            // Its link is down: it takes none of this master's writes.
+            (r("192.0.2.11", 6379, "connect"), false),
+            (r("192.0.2.11", 6379, "sync"), false),
+            // Reconfigured to follow another master (a failover elsewhere).
+            (r("192.0.2.12", 6379, "connected"), false),
+            (r("192.0.2.11", 6380, "connected"), false),
+            (r("", 6379, "connected"), false),
+        ];
+        for (role, want) in rows {
+            assert_eq!(role.witnesses(&named), want, "{role:?}");
+        }
+        let short = Value::Array(vec![Value::BulkString(b"slave".to_vec())]);
+        assert_eq!(parse_replica_of(&short), None);
     }
 }

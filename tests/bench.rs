@@ -23,11 +23,16 @@
 //! 6. Routed (issue 19): part 4's comparison with the VIP a /32 on `lo`
 //!    announced over BGP to a router, and `ROLE` master -> the route at
 //!    the router (`bench/routed.rs`).
+//! 7. Partition (issue 20): the master cut off from its peers, not from the
+//!    client; acknowledged writes lost and the longest time without an
+//!    acknowledged write, for `on_sentinel_loss` keep, release after 1 s
+//!    and fence, interleaved in one lab (`BENCH_PARTITIONS`, default 3).
 //!
 //! `BENCH_PARTS=1,3` picks parts (default all). `BENCH_SERVER` (default
-//! `redis,valkey`) names the servers: Redis gets every part, Valkey (the
-//! pinned one of `scripts/valkey.sh`) the headline figures only, parts 4
-//! ((a) and (d) unless `BENCH_MODES` says), 5 and 6.
+//! `redis,valkey`) names the servers (any of `redis`, `redis8`, `valkey`,
+//! `valkey9`): Debian 12's Redis gets every part, the others the headline
+//! figures only, parts 4 ((a) and (d) unless `BENCH_MODES` says), 5, 6
+//! and 7.
 
 use std::fs;
 use std::io::Write;
@@ -97,13 +102,14 @@ fn main() {
     let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "1,2,3,4,5,6".into());
     let want = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let servers = std::env::var("BENCH_SERVER").unwrap_or_else(|_| "redis,valkey".into());
-    let all: [(&str, Part); 6] = [
+    let all: [(&str, Part); 7] = [
         ("1", |b, _| hook_vs_recipe(b)),
         ("2", |b, _| failover_latency(b)),
         ("3", |b, _| reconcile_and_watcher(b)),
         ("4", outage),
         ("5", hook_handoff),
         ("6", routed::routed),
+        ("7", partition),
     ];
     let mut failed = Vec::new();
     for name in servers.split(',').map(str::trim) {
@@ -146,7 +152,7 @@ fn main() {
 }
 
 /// The parts run against a server other than Redis (issue 14).
-const HEADLINE: [&str; 3] = ["4", "5", "6"];
+const HEADLINE: [&str; 4] = ["4", "5", "6", "7"];
 
 /// A part of the bench: the binary under test, the server family.
 type Part = fn(&Path, Programs);
@@ -515,6 +521,13 @@ fn outage(bin: &Path, programs: Programs) {
     );
     let rounds = failovers::run(bin, programs, &modes, kills, pace);
     failovers::report(&modes, &rounds);
+}
+
+/// Part 7 (issue 20): the loss policies through the same kind of partition.
+fn partition(bin: &Path, programs: Programs) {
+    let rounds = env_usize("BENCH_PARTITIONS", 3);
+    println!("\n7. master cut off from its peers (not from the client) for 6 s; a client appending unique ids\n   through the VIP every 5 ms (250 ms timeouts, reconnecting at once); {rounds} partitions per policy,\n   interleaved; lost = acknowledged, then missing from the final master");
+    sentinel_vip_lab::loss::bench(bin, programs, rounds, Duration::from_secs(6));
 }
 
 /// Part 5: the same hook call, VIP already in place, handed to a watcher

@@ -338,8 +338,8 @@ fn held_follows_a_failover(lab: &mut Lab, ctx: &mut Ctx) {
 /// (d) Pass counters and the Sentinel majority as operators' alerts read
 /// them: timer passes once a second, every pass counted in the duration
 /// histogram too, a recent successful pass; with two Sentinels killed,
-/// majority 0 everywhere (the VIP kept, as `on_sentinel_loss = keep` says),
-/// then 1 again once they are back.
+/// majority 0 everywhere (the VIP kept: the fence, the default, still
+/// hears both replicas), then 1 again once they are back.
 fn passes_and_majority(lab: &mut Lab, ctx: &mut Ctx) {
     let p = ctx.prom();
     let h = lab.master_node();
@@ -430,6 +430,14 @@ fn passes_and_majority(lab: &mut Lab, ctx: &mut Ctx) {
         "the VIP must be kept without a majority"
     );
     assert_eq!(held_by(p), vec![h]);
+    // The fence (the default) watches on the holder alone: one Sentinel
+    // of three heard, both replicas, so it keeps the VIP.
+    let witness = |w: &str| {
+        let q = format!("sentinel_vip_fence_witness_{w}{{master=\"mymaster\"}}");
+        per_node(p, &q).into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(witness("sentinels"), [(h, 1.0)], "Sentinel witnesses");
+    assert_eq!(witness("replicas"), [(h, 2.0)], "replica witnesses");
     for &n in &killed {
         lab.restart_sentinel(n);
     }

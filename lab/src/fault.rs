@@ -80,6 +80,7 @@ impl Lab {
         self.resume_all_redis();
         for n in NODES {
             self.unblock_watcher(n);
+            self.unisolate(n);
             if !self.has_eth0(n) {
                 self.recreate_eth0(n, Duration::ZERO);
             }

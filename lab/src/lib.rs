@@ -26,12 +26,15 @@ mod topology;
 
 mod converge;
 mod fault;
+mod isolate;
 mod observe;
 pub mod routed;
 
+pub mod acked;
 pub mod capture;
 pub mod client;
 pub mod container;
+pub mod delay;
 pub mod events;
 pub mod extra_vips;
 pub mod failovers;
@@ -39,6 +42,7 @@ pub mod held;
 pub mod hook_calls;
 pub mod hook_timing;
 mod http;
+pub mod loss;
 pub mod monitor;
 pub mod netns;
 pub mod outage;

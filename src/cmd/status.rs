@@ -1,9 +1,10 @@
 //! `status`: per VIP and Sentinel, what the Sentinels say, whether the
 //! master is local, whether the VIP is held, and what a pass would do
-//! (asked of `decide`, like every mode). Exit 1 on any disagreement. It
-//! only reads.
+//! (asked of `decide`, like every mode); and the fence's two witnesses,
+//! the Sentinels that answered and the replicas still replicating from the
+//! master. Exit 1 on any disagreement. It only reads.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, Result};
@@ -22,6 +23,17 @@ struct SentinelRow {
     config_epoch: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// One replica the Sentinels list for a master, asked `ROLE` from here.
+#[derive(Clone, Debug, Serialize)]
+struct ReplicaRow {
+    replica: String,
+    /// What it answered, in words.
+    says: String,
+    /// It replicates from the master the Sentinels name, its link up: a
+    /// witness for the fence.
+    witness: bool,
 }
 
 /// One VIP.
@@ -44,11 +56,17 @@ struct StatusRow {
     pending: Option<String>,
     agree: bool,
     sentinels: Vec<SentinelRow>,
+    replicas: Vec<ReplicaRow>,
 }
 
 pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
     let engine = Engine::new(cfg)?;
     let view = engine.gather(&engine.cfg.masters()).await?;
+    let mut replicas = HashMap::new();
+    for name in engine.cfg.masters() {
+        let named = view.master(name).0.master.map(|r| (r.host, r.port));
+        replicas.insert(name, replica_rows(&engine, name, named).await);
+    }
     let mut rows = Vec::new();
     for v in &engine.cfg.vip {
         let (verdict, master) = view.master(&v.master);
@@ -94,6 +112,7 @@ pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
             },
             agree: verdict.majority() && reported.len() == 1 && settled,
             sentinels,
+            replicas: replicas.get(v.master.as_str()).cloned().unwrap_or_default(),
         });
     }
     if json {
@@ -110,7 +129,41 @@ pub(super) async fn run(cfg: Config, json: bool) -> Result<()> {
     }
 }
 
-/// Two tables for a person: the VIPs, then each Sentinel's answer.
+/// The replicas every Sentinel lists for `name`, each asked `ROLE`: is it
+/// still a replica of `named` (the master the Sentinels name), link up?
+async fn replica_rows(
+    engine: &Engine,
+    name: &str,
+    named: Option<(crate::hookargs::Host, u16)>,
+) -> Vec<ReplicaRow> {
+    let list = engine.sentinels.replicas(name).await;
+    let asks = list.iter().map(|r| {
+        let named = named.clone();
+        async move {
+            let got = match crate::datanode::Node::new(&engine.cfg, r) {
+                Ok(mut n) => n.replica_of().await,
+                Err(e) => Err(e),
+            };
+            let (says, witness) = match got {
+                Ok(Some(of)) => (
+                    format!("replica of {}:{}, link {}", of.host, of.port, of.state),
+                    named.is_some_and(|n| of.witnesses(&n)),
+                ),
+                Ok(None) => ("not a replica".to_string(), false),
+                Err(e) => (format!("no answer: {}", crate::error::one_line(&e)), false),
+            };
+            ReplicaRow {
+                replica: format!("{}:{}", r.0, r.1),
+                says,
+                witness,
+            }
+        }
+    });
+    futures::future::join_all(asks).await
+}
+
+/// Three tables for a person: the VIPs, each Sentinel's answer, each
+/// replica's.
 fn text(rows: &[StatusRow]) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let mut vips = vec![[
@@ -123,12 +176,16 @@ fn text(rows: &[StatusRow]) -> String {
         "ANSWERED",
         "LOCAL",
         "HELD",
+        "REPLICAS",
         "STATE",
     ]
     .map(String::from)
     .to_vec()];
     let mut sentinels = vec![["SENTINEL", "MASTER", "SAYS"].map(String::from).to_vec()];
+    let mut replicas = vec![["REPLICA", "MASTER", "SAYS"].map(String::from).to_vec()];
+    let mut listed = HashSet::new();
     for r in rows {
+        let witnessing = r.replicas.iter().filter(|x| x.witness).count();
         vips.push(vec![
             r.master.clone(),
             r.vip.clone(),
@@ -141,6 +198,7 @@ fn text(rows: &[StatusRow]) -> String {
             format!("{}/{}", r.answered, r.sentinels_total),
             yes(r.master_is_local),
             yes(r.vip_held),
+            format!("{witnessing}/{}", r.replicas.len()),
             match (&r.pending, r.agree) {
                 (Some(p), _) => format!("DISAGREE, would {p}"),
                 (None, true) => "ok".into(),
@@ -155,10 +213,21 @@ fn text(rows: &[StatusRow]) -> String {
             };
             sentinels.push(vec![s.sentinel.clone(), r.master.clone(), says]);
         }
+        // Once per master, however many VIPs it has.
+        if listed.insert(&r.master) {
+            for x in &r.replicas {
+                let says = format!("{}{}", x.says, if x.witness { " (witness)" } else { "" });
+                replicas.push(vec![x.replica.clone(), r.master.clone(), says]);
+            }
+        }
     }
     let mut out = table(&vips);
     out.push('\n');
     out.push_str(&table(&sentinels));
+    if replicas.len() > 1 {
+        out.push('\n');
+        out.push_str(&table(&replicas));
+    }
     out
 }
 
@@ -230,6 +299,11 @@ mod tests {
                     error: Some("no answer within 300 ms".into()),
                 },
             ],
+            replicas: vec![ReplicaRow {
+                replica: "192.0.2.11:6379".into(),
+                says: "replica of 192.0.2.12:6379, link connected".into(),
+                witness: true,
+            }],
         };
         let t = text(&[row]);
         let lines: Vec<&str> = t.lines().collect();
@@ -245,5 +319,7 @@ mod tests {
             lines[5].contains("no answer: no answer within 300 ms"),
             "{t}"
         );
+        assert!(lines[1].contains(" 1/1 "), "{t}");
+        assert!(lines[8].ends_with("link connected (witness)"), "{t}");
     }
 }

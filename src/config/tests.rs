@@ -30,7 +30,16 @@ fn good_config_parses_with_defaults() {
     assert_eq!(c.announce.interval, defaults::ANNOUNCE_INTERVAL);
     assert_eq!(c.announce.refresh, defaults::ANNOUNCE_REFRESH);
     assert_eq!(c.on_exit, Policy::Keep);
-    assert_eq!(c.on_sentinel_loss, Policy::Keep);
+    assert_eq!(c.on_sentinel_loss, defaults::ON_SENTINEL_LOSS);
+    assert_eq!(c.fence_after, Duration::from_millis(300));
+    let f = Config::parse(&format!(
+        "on_sentinel_loss = \"fence\"\nfence_after_ms = 500\n{VIP}"
+    ))
+    .unwrap();
+    assert_eq!(
+        (f.on_sentinel_loss, f.fence_after),
+        (Policy::Fence, Duration::from_millis(500))
+    );
     assert_eq!(c.reconcile_interval, Duration::from_millis(1000));
     assert_eq!(c.sentinel_timeout, Duration::from_millis(300));
     assert_eq!(c.sentinel_loss_after, Duration::from_secs(10));
@@ -196,6 +205,16 @@ fn invalid_values_name_the_key() {
             format!("sentinel_loss_after_ms = 1\n{VIP}"),
             "sentinel_loss_after_ms",
             ">= 100",
+        ),
+        (
+            format!("fence_after_ms = 50\n{VIP}"),
+            "fence_after_ms",
+            "100..=60000",
+        ),
+        (
+            format!("on_exit = \"fence\"\n{VIP}"),
+            "on_exit",
+            "\"keep\" or \"release\"",
         ),
         (
             format!("control_socket = \"run/x.sock\"\n{VIP}"),

@@ -5,6 +5,7 @@
 //! touches an address or a Sentinel.
 
 mod facts;
+mod fence;
 mod mode;
 mod serve;
 
@@ -173,6 +174,7 @@ pub struct Metrics {
     errors: Family<KindLabels, Counter>,
     /// Per VIP, how it is announced (`mode.rs`).
     modes: Family<mode::ModeLabels, Gauge>,
+    fence: fence::FenceMetrics,
     clocks: Arc<Clocks>,
     known: Mutex<Known>,
 }
@@ -194,6 +196,7 @@ impl Metrics {
             announcements: Family::default(),
             errors: Family::default(),
             modes: Family::default(),
+            fence: fence::FenceMetrics::default(),
             clocks: Arc::default(),
             known: Mutex::default(),
         };
@@ -278,6 +281,7 @@ impl Metrics {
             "How the VIP is announced (label mode): l2, gratuitous ARP/NA from this watcher; routed, a host route the routing daemon announces while the VIP is held",
             self.modes.clone(),
         );
+        self.fence.register(r);
         r.register_collector(Box::new(self.clocks.clone()));
         self
     }
@@ -295,6 +299,11 @@ impl Metrics {
             .filter(|v| !wanted.contains(v))
             .cloned()
             .collect();
+        let masters_gone: Vec<String> = (known.masters.iter())
+            .filter(|m| !vips.iter().any(|v| &v.master == *m))
+            .cloned()
+            .collect();
+        self.fence.configure(&gone, vips, &masters_gone);
         for old in gone {
             let l = VipLabels::from(&old);
             self.held.remove(&l);

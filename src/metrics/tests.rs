@@ -453,3 +453,40 @@ async fn idle_connections_cannot_starve_the_scraper() {
     let r = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
 }
+
+/// The fence's series: witnesses only where it watches, a release counter
+/// per VIP from zero, and a fence release counted as a release too.
+#[test]
+fn fence_witnesses_and_releases() {
+    let m = one_pass();
+    let t = m.encode();
+    assert_eq!(
+        sample(&t, &format!("sentinel_vip_fence_releases_total{V4}")),
+        Some(0.0)
+    );
+    assert_eq!(count_prefix(&t, "sentinel_vip_fence_witness_"), 0, "{t}");
+    m.fence_witnesses("mymaster", Some((1, 2)));
+    let t = m.encode();
+    let of = |name: &str| format!(r#"sentinel_vip_fence_witness_{name}{{master="mymaster"}}"#);
+    assert_eq!(sample(&t, &of("sentinels")), Some(1.0));
+    assert_eq!(sample(&t, &of("replicas")), Some(2.0));
+    m.fence_released(&vip("mymaster", "192.0.2.100", "eth0"));
+    m.fence_witnesses("mymaster", None);
+    let t = m.encode();
+    assert_eq!(count_prefix(&t, "sentinel_vip_fence_witness_"), 0, "{t}");
+    for (series, want) in [
+        (format!("sentinel_vip_fence_releases_total{V4}"), 1.0),
+        (format!("sentinel_vip_fence_releases_total{V6}"), 0.0),
+        (format!("sentinel_vip_held{V4}"), 0.0),
+        (
+            r#"sentinel_vip_actions_total{master="mymaster",vip="192.0.2.100",interface="eth0",action="release"}"#.into(),
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&t, &series), Some(want), "{series} in\n{t}");
+    }
+    m.fence_witnesses("mymaster", Some((3, 2)));
+    m.configure(&[vip("cache", "192.0.2.101", "eth0")], &sentinels());
+    let t = m.encode();
+    assert!(!t.contains("mymaster"), "{t}");
+}

@@ -23,6 +23,7 @@
 
 pub mod event;
 pub mod failover;
+pub mod replicas;
 pub mod reply;
 pub mod verdict;
 

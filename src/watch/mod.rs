@@ -3,13 +3,17 @@
 //! address/link events, hook requests and a timer all lead to the same
 //! pass, which compares desired with actual; events only make it happen
 //! sooner. This module holds the select loop and the I/O; every rule about
-//! repeats, trust and announcing lives in [`state`], as plain state.
+//! repeats, trust and announcing lives in [`state`], as plain state, and
+//! the fence's in [`fence`] (its probes in `witness`).
 
+mod fence;
+mod fencing;
 mod follow;
 mod pass;
 mod promotion;
 mod state;
 mod subscribe;
+mod witness;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +89,7 @@ struct Watcher {
     subscribers: Vec<(JoinHandle<()>, Arc<Notify>)>,
     state: State,
     promotions: Promotions,
+    fencing: fencing::Fencing,
     /// Hook requests waiting for the next pass (which begins asking after
     /// they arrived, so its answer is news to them).
     pending: Vec<HookRequest>,
@@ -126,6 +131,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
         notifier: Notifier::new(Some(metrics)),
         state: State::new(cfg.announce.clone()),
         promotions: Promotions::new(cfg.follow_promotion_deadline),
+        fencing: fencing::Fencing::new(&cfg),
         engine: Engine::new(cfg)?,
         path,
         tx: tx.clone(),
@@ -170,6 +176,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
             due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
                 .into(),
         );
+        let fence_due = sleep_until(w.fencing.next_wake().into());
         tokio::select! {
             Some(t) = rx.recv() => {
                 // Coalesce a burst (several Sentinels, several channels,
@@ -181,6 +188,7 @@ pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>)
                 w.on_triggers(triggers).await;
             }
             _ = tick.tick() => w.pass(Why::Timer, None, false).await,
+            _ = fence_due => w.fence_tick().await,
             _ = announce_due => w.announce_due(),
             _ = dog.tick(), if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => {
@@ -415,6 +423,7 @@ impl Watcher {
                 // Promotions under way are dropped: the next pass follows the
                 // Sentinels, and the next hint starts afresh.
                 self.promotions = Promotions::new(engine.cfg.follow_promotion_deadline);
+                self.fencing = fencing::Fencing::new(&engine.cfg);
                 self.engine = engine;
                 if let Err(e) = self.configure_reporting().await {
                     error!(error = %one_line(&e), "SIGHUP: metrics endpoint");

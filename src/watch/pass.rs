@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
 
+use super::fencing;
 use super::follow::{still_master, RECHECK_AFTER};
 use super::state::{self, Trust};
 use super::Watcher;
@@ -15,7 +16,7 @@ use crate::config::Mode;
 use crate::control::server::HookRequest;
 use crate::control::Reply;
 use crate::decide::{basis, Action, Basis, Master, Presence};
-use crate::engine::{ms, placed, resolve, FirstRound};
+use crate::engine::{local_addrs, ms, placed, resolve, FirstRound};
 use crate::error::{exit_code, one_line};
 use crate::lock;
 use crate::metrics::{ActionKind, ErrorKind, Said, Trigger as Why, VipId};
@@ -99,16 +100,37 @@ impl Watcher {
         // A followed promotion stands only while its replica is master:
         // ask again, beside the Sentinels.
         let recheck = self.promotions.to_recheck(Instant::now(), RECHECK_AFTER);
-        let (view, demoted) = tokio::join!(
-            self.engine.gather_knowing(&names, self.state.known_down()),
-            still_master(&self.engine.cfg, &recheck)
-        );
-        let view = view.map_err(|e| {
+        let known_down = self.state.known_down().clone();
+        let asking = async {
+            tokio::join!(
+                self.engine.gather_knowing(&names, &known_down),
+                still_master(&self.engine.cfg, &recheck)
+            )
+        };
+        // The fence keeps watch while the Sentinels are asked.
+        let ((view, demoted), fenced) = fencing::watching(
+            asking,
+            &mut self.fencing,
+            &self.engine,
+            &mut self.state,
+            &self.metrics,
+            &mut self.notifier,
+        )
+        .await;
+        let mut view = view.map_err(|e| {
             (
                 ErrorKind::Netlink,
                 format!("netlink dump failed: {}", one_line(&e)),
             )
         })?;
+        if fenced {
+            // What the kernel holds now, not what it held before the fence.
+            view.snap = self.engine.snapshot().await.map_err(|e| {
+                let e = format!("netlink dump failed: {}", one_line(&e));
+                (ErrorKind::Netlink, e)
+            })?;
+            view.local = local_addrs(&view.snap.addrs, cfg);
+        }
         for (master, replica) in demoted {
             info!(master = %master, replica = %replica.0, "promotion over: the replica is no longer master");
             self.promotions.demoted(&master, &replica);
@@ -132,6 +154,7 @@ impl Watcher {
         let mut replies = HashMap::new();
         let mut hints = Vec::new();
         let mut done = Vec::new();
+        let mut fence_seen = Vec::new();
         for vip in &cfg.vip {
             let (v, answer) = view.master(&vip.master);
             let id = VipId::from(vip);
@@ -197,6 +220,7 @@ impl Watcher {
                     }
                 }
             };
+            let master = self.fencing.gate(&vip.master, v.majority(), master);
             if let Master::Unknown { lost_for: Some(d) } = &master {
                 warn!(master = %vip.master, answered = v.answered, total = v.total, lost_ms = d.as_millis() as u64, "no Sentinel majority");
             }
@@ -232,6 +256,8 @@ impl Watcher {
             } else {
                 self.routed_held.remove(&vip.address.ip);
             }
+            let named = v.master.as_ref().map(|r| (r.host.clone(), r.port));
+            fence_seen.push((vip.master.clone(), held, v.majority(), named));
             // A refusal is news whether or not applying it "failed"; other
             // changes count once made.
             let did = match (&result, ActionKind::of(&action)) {
@@ -279,6 +305,7 @@ impl Watcher {
                 }
             }
         }
+        self.fencing.passed(now, &view.answers, &fence_seen);
         let vips = cfg.vip.len();
         self.announce_due();
         // After the address changes and the first rounds, never before:

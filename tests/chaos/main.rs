@@ -27,6 +27,7 @@
 mod bad_input;
 mod churn;
 mod failures;
+mod fence;
 mod junk;
 mod partitions;
 mod privileges;
@@ -59,7 +60,8 @@ fn other_build_cases(f: Family) -> &'static [&'static str] {
     match f {
         Family::Redis => &[],
         Family::Valkey => &[
-            "1a", "1b", "1c", "1d", "2", "2h", "3", "4a", "4b", "4h", "5", "6", "10", "11",
+            "1a", "1b", "1c", "1d", "2", "2h", "3", "4a", "4b", "4h", "5", "6", "10", "11", "14a",
+            "14b", "14c", "14d",
         ],
         Family::Redis8 | Family::Valkey9 => &["1a", "1c", "4a", "4h", "11"],
     }
@@ -288,7 +290,7 @@ fn redis_plans() -> Vec<Plan> {
                 // The true holder re-announces every second, so that a
                 // healed partition is settled quickly.
                 toml_tail: "[announce]\nrefresh_interval_ms = 1000\n".into(),
-                ..watch
+                ..watch.clone()
             },
             watch: true,
             cases: vec![
@@ -297,6 +299,35 @@ fn redis_plans() -> Vec<Plan> {
                     partitions::cut_off_release,
                 ),
                 ("4b master cut off, keep (watch)", partitions::cut_off_keep),
+            ],
+        },
+        Plan {
+            name: "fence",
+            family: Family::Redis,
+            opts: LabOptions {
+                toml_top: "on_sentinel_loss = \"fence\"\n".into(),
+                toml_tail: "[announce]\nrefresh_interval_ms = 1000\n".into(),
+                ..watch.clone()
+            },
+            watch: true,
+            // The cases that keep the master first.
+            cases: vec![
+                (
+                    "14b Sentinels all killed 30 s, fence (Jepsen)",
+                    fence::sentinels_killed,
+                ),
+                (
+                    "14c every replica killed, fence (Jepsen)",
+                    fence::replicas_killed,
+                ),
+                (
+                    "14d 100 ms each way between hosts, fence (Jepsen)",
+                    fence::slow_network,
+                ),
+                (
+                    "14a master cut off from its peers, fence (Jepsen)",
+                    fence::cut_off,
+                ),
             ],
         },
         Plan {

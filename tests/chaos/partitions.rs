@@ -19,11 +19,16 @@ const RECONCILE: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_secs(1);
 
 pub fn cut_off_release(lab: &mut Lab, w: &mut World) {
-    cut_off(lab, w, true);
+    let top = format!(
+        "on_sentinel_loss = \"release\"\nsentinel_loss_after_ms = {}\n",
+        LOSS_AFTER.as_millis()
+    );
+    cut_off(lab, w, &top, true);
 }
 
+/// `keep`, no longer the default (the fence is): said explicitly.
 pub fn cut_off_keep(lab: &mut Lab, w: &mut World) {
-    cut_off(lab, w, false);
+    cut_off(lab, w, "on_sentinel_loss = \"keep\"\n", false);
 }
 
 /// Hook mode has no release on Sentinel loss: nothing runs on the cut-off
@@ -31,7 +36,7 @@ pub fn cut_off_keep(lab: &mut Lab, w: &mut World) {
 /// Sentinel learns the new config from a hello and runs the hook as
 /// observer, which asks the Sentinels and releases.
 pub fn cut_off_hook(lab: &mut Lab, w: &mut World) {
-    cut_off(lab, w, false);
+    cut_off(lab, w, "", false);
 }
 
 /// (4) The master's host cut off (its veth down in the bridge namespace):
@@ -39,16 +44,8 @@ pub fn cut_off_hook(lab: &mut Lab, w: &mut World) {
 /// `release`, the cut-off host drops it in time; with `keep` it may hold it
 /// until the heal. After the heal, one holder within seconds, the client
 /// on it, and the old holder never wins it back.
-fn cut_off(lab: &mut Lab, w: &mut World, release: bool) {
-    let top = if release {
-        format!(
-            "on_sentinel_loss = \"release\"\nsentinel_loss_after_ms = {}\n",
-            LOSS_AFTER.as_millis()
-        )
-    } else {
-        String::new()
-    };
-    w.set_config(lab, &top);
+fn cut_off(lab: &mut Lab, w: &mut World, top: &str, release: bool) {
+    w.set_config(lab, top);
     let old = lab.ready_for_fault();
     let mon = Monitor::start(lab);
     lab.cut_off(old);
