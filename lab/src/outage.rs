@@ -63,25 +63,11 @@ pub fn kill_master(
     limit: Duration,
 ) -> Kill {
     let old = lab.wait_one_holder(Duration::from_secs(20));
-    let now = now_epoch();
-    for w in writers {
-        assert!(
-            w.wait_ack_after(now, Duration::from_secs(10)).is_some(),
-            "client {} writes nothing before the kill: {}",
-            w.name,
-            w.last_error()
-        );
-    }
-    let replicas: Vec<usize> = NODES.into_iter().filter(|&n| n != old).collect();
-    let role = RoleWatch::start(lab, &replicas, ROLE_PERIOD);
-    let at = now_epoch();
-    lab.kill_redis(old);
-    let firsts: Vec<Option<Ack>> = writers
-        .iter()
-        .map(|w| w.wait_ack_after(at, limit))
-        .collect();
-    let role_master = role.first_master();
-    drop(role);
+    let Killed {
+        at,
+        firsts,
+        role_master,
+    } = kill_with_writers(lab, old, writers, limit);
     let new = lab.wait_new_master(old, Duration::from_secs(30));
     let promoted = role_master.map_or(new, |(n, _)| n);
     let mac = lab.mac(promoted);
@@ -112,6 +98,51 @@ pub fn kill_master(
 
 /// Reads the acknowledged writes back from node `n` in order until one is
 /// there: acknowledged means `OK` from a master and the key kept.
+/// What [`kill_with_writers`] saw.
+pub(crate) struct Killed {
+    /// When the master's server was killed (epoch seconds).
+    pub at: f64,
+    /// Per writer, its first write acknowledged after the kill, if any
+    /// within the limit.
+    pub firsts: Vec<Option<Ack>>,
+    /// The replica that first answered `ROLE` master, and when.
+    pub role_master: Option<(usize, f64)>,
+}
+
+/// With every writer writing, SIGKILLs node `old`'s redis-server while the
+/// replicas' `ROLE` is polled, then waits up to `limit` for each writer's
+/// first acknowledged write. Panics if a writer writes nothing before.
+pub(crate) fn kill_with_writers(
+    lab: &mut Lab,
+    old: usize,
+    writers: &[&KeptWriter],
+    limit: Duration,
+) -> Killed {
+    let now = now_epoch();
+    for w in writers {
+        assert!(
+            w.wait_ack_after(now, Duration::from_secs(10)).is_some(),
+            "client {} writes nothing before the kill: {}",
+            w.name,
+            w.last_error()
+        );
+    }
+    let replicas: Vec<usize> = NODES.into_iter().filter(|&n| n != old).collect();
+    let role = RoleWatch::start(lab, &replicas, ROLE_PERIOD);
+    let at = now_epoch();
+    lab.kill_redis(old);
+    let firsts = writers
+        .iter()
+        .map(|w| w.wait_ack_after(at, limit))
+        .collect();
+    let role_master = role.first_master();
+    Killed {
+        at,
+        firsts,
+        role_master,
+    }
+}
+
 /// Per writer, what of its writes acknowledged after `at` node `fin` (the
 /// final master) kept; a writer with no acknowledged write within `limit`
 /// (`firsts`) says why.

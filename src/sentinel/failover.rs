@@ -6,8 +6,8 @@
 
 use redis::Value;
 
-use super::reply::{field, text, ReplyError};
-use crate::hookargs::{parse_port, Host};
+use super::reply::{field, replica_addr, text, ReplyError};
+use crate::hookargs::Host;
 
 /// The leader's view of one master while (perhaps) failing it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,17 +119,7 @@ pub fn parse_leader(master: &Value, replicas: &Value) -> Result<LeaderView, Repl
         if !flags(r).iter().any(|f| f == "promoted") {
             continue;
         }
-        let host = field(r, "ip")
-            .flatten()
-            .and_then(text)
-            .and_then(|h| Host::parse(&h))
-            .ok_or(ReplyError::BadAddress)?;
-        let port = field(r, "port")
-            .flatten()
-            .and_then(text)
-            .and_then(|p| parse_port(&p))
-            .ok_or(ReplyError::BadPort)?;
-        promoted.push((host, port));
+        promoted.push(replica_addr(r)?);
     }
     Ok(LeaderView {
         config_epoch,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::reply::{field, text, ReplyError};
+use super::reply::{replica_addr, ReplyError};
 use super::{ask_error, connection, AskError, Sentinels};
-use crate::hookargs::{parse_port, Host};
+use crate::hookargs::Host;
 
 /// A replica as the Sentinels name it.
 pub type Replica = (Host, u16);
@@ -29,21 +29,7 @@ pub fn parse_replicas(v: &Value) -> Result<Vec<Replica>, ReplyError> {
         }
         _ => return Err(ReplyError::Shape("SENTINEL REPLICAS".into())),
     };
-    list.iter()
-        .map(|r| {
-            let host = field(r, "ip")
-                .flatten()
-                .and_then(text)
-                .and_then(|h| Host::parse(&h))
-                .ok_or(ReplyError::BadAddress)?;
-            let port = field(r, "port")
-                .flatten()
-                .and_then(text)
-                .and_then(|p| parse_port(&p))
-                .ok_or(ReplyError::BadPort)?;
-            Ok((host, port))
-        })
-        .collect()
+    list.iter().map(replica_addr).collect()
 }
 
 /// Every replica any of `lists` names, each once, in a stable order.

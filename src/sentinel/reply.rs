@@ -65,6 +65,21 @@ fn config_epoch(v: &Value) -> Result<u64, ReplyError> {
         .map_err(|_| ReplyError::BadEpoch(e.escape_debug().to_string()))
 }
 
+/// The `ip` and `port` of one entry of a `SENTINEL REPLICAS` reply.
+pub(crate) fn replica_addr(entry: &Value) -> Result<(Host, u16), ReplyError> {
+    let host = field(entry, "ip")
+        .flatten()
+        .and_then(text)
+        .and_then(|h| Host::parse(&h))
+        .ok_or(ReplyError::BadAddress)?;
+    let port = field(entry, "port")
+        .flatten()
+        .and_then(text)
+        .and_then(|p| parse_port(&p))
+        .ok_or(ReplyError::BadPort)?;
+    Ok((host, port))
+}
+
 /// The failover state in a `SENTINEL MASTER` reply, while its Sentinel
 /// leads a failover (`failover_in_progress` among the flags).
 pub(crate) fn failover_state(v: &Value) -> Option<String> {

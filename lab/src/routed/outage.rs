@@ -7,12 +7,9 @@
 use std::time::Duration;
 
 use super::RouteMonitor;
-use crate::client::{KeptWriter, RoleWatch};
-use crate::outage::{writes_kept, Writes};
-use crate::{now_epoch, Lab, NODES};
-
-/// How often the replicas are asked `ROLE`.
-const ROLE_PERIOD: Duration = Duration::from_millis(1);
+use crate::client::KeptWriter;
+use crate::outage::{kill_with_writers, writes_kept, Killed, Writes};
+use crate::Lab;
 
 /// One routed failover; times are epoch seconds.
 #[derive(Clone, Debug)]
@@ -50,25 +47,11 @@ pub fn kill_routed_master(
     limit: Duration,
 ) -> RoutedKill {
     let old = lab.wait_routed_holder(0, Duration::from_secs(20));
-    let now = now_epoch();
-    for w in writers {
-        assert!(
-            w.wait_ack_after(now, Duration::from_secs(10)).is_some(),
-            "client {} writes nothing before the kill: {}",
-            w.name,
-            w.last_error()
-        );
-    }
-    let replicas: Vec<usize> = NODES.into_iter().filter(|&n| n != old).collect();
-    let role = RoleWatch::start(lab, &replicas, ROLE_PERIOD);
-    let at = now_epoch();
-    lab.kill_redis(old);
-    let firsts: Vec<_> = writers
-        .iter()
-        .map(|w| w.wait_ack_after(at, limit))
-        .collect();
-    let role_master = role.first_master();
-    drop(role);
+    let Killed {
+        at,
+        firsts,
+        role_master,
+    } = kill_with_writers(lab, old, writers, limit);
     let new = lab.wait_routed_holder(old, Duration::from_secs(30));
     let route = routes
         .wait_for(at, Duration::from_secs(1), |e| e.via == Some(new))
