@@ -5,6 +5,9 @@
 /// (bit, name) of the capabilities address work and raw frames need.
 pub const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW")];
 
+/// CAP_NET_RAW's bit: the frame socket's, needed only by `l2` VIPs.
+const RAW_BIT: u32 = 13;
+
 /// [`NEEDED`] as a mask.
 pub const NEEDED_MASK: u64 = 1 << 12 | 1 << 13;
 
@@ -53,17 +56,21 @@ const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Names of the needed capabilities missing from the effective set.
-pub fn missing() -> Vec<&'static str> {
+/// Names of the needed capabilities missing from the effective set, for
+/// VIPs of which some (`frames`) or none are announced with frames: a
+/// routed VIP is only an address, and CAP_NET_RAW (the frame socket) is
+/// not needed for it.
+pub fn missing(frames: bool) -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    missing_from(&status)
+    missing_from(&status, frames)
 }
 
 /// Pure: the same from the text of /proc/PID/status.
-pub fn missing_from(status: &str) -> Vec<&'static str> {
+pub fn missing_from(status: &str, frames: bool) -> Vec<&'static str> {
     let eff = set(status, "CapEff").unwrap_or(0);
     NEEDED
         .iter()
+        .filter(|(bit, _)| frames || *bit != RAW_BIT)
         .filter(|(bit, _)| eff & (1 << bit) == 0)
         .map(|(_, n)| *n)
         .collect()
@@ -91,16 +98,23 @@ pub fn names(mask: u64) -> Vec<String> {
 mod tests {
     #[test]
     fn reads_effective_set() {
-        assert!(super::missing_from("CapEff:\t000001ffffffffff\n").is_empty());
-        assert_eq!(
-            super::missing_from("CapEff:\t0000000000001000\n"),
-            ["CAP_NET_RAW"]
-        );
-        assert_eq!(
-            super::missing_from("CapEff:\t0000000000002000\n"),
-            ["CAP_NET_ADMIN"]
-        );
-        assert_eq!(super::missing_from("Name: x\n").len(), 2);
+        // (CapEff, frames sent, missing)
+        let rows: [(&str, bool, &[&str]); 8] = [
+            ("000001ffffffffff", true, &[]),
+            ("0000000000003000", true, &[]),
+            ("0000000000001000", true, &["CAP_NET_RAW"]),
+            ("0000000000002000", true, &["CAP_NET_ADMIN"]),
+            ("0000000000000000", true, &["CAP_NET_ADMIN", "CAP_NET_RAW"]),
+            // Routed VIPs only: the address is all, CAP_NET_RAW unasked.
+            ("0000000000001000", false, &[]),
+            ("0000000000002000", false, &["CAP_NET_ADMIN"]),
+            ("0000000000000000", false, &["CAP_NET_ADMIN"]),
+        ];
+        for (eff, frames, want) in rows {
+            let status = format!("CapEff:\t{eff}\n");
+            assert_eq!(super::missing_from(&status, frames), want, "{eff} {frames}");
+        }
+        assert_eq!(super::missing_from("Name: x\n", true).len(), 2);
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub async fn run(args: &[OsString], path: &Path, log: crate::logging::Format) ->
     let cfg = cfg.map_err(|unreadable| {
         anyhow!("hook: {why_direct}, and without the watcher it needs the config ({unreadable}); start sentinel-vip.service")
     })?;
-    let missing = crate::caps::missing();
+    let vips: Vec<VipConfig> = cfg.vips_for(&call.master).cloned().collect();
+    let missing = crate::caps::missing(vips.iter().any(VipConfig::sends_frames));
     if !missing.is_empty() {
         return Err(anyhow!(
             "hook: {why_direct}, and this process lacks {} to act itself; start sentinel-vip.service",
@@ -76,7 +77,6 @@ pub async fn run(args: &[OsString], path: &Path, log: crate::logging::Format) ->
         ));
     }
     info!(master = %call.master, why = %why_direct, "hook: acting itself");
-    let vips: Vec<VipConfig> = cfg.vips_for(&call.master).cloned().collect();
     direct(call, cfg, vips, t0).await
 }
 

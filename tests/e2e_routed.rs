@@ -29,14 +29,16 @@ use sentinel_vip_lab::Privilege;
 use sentinel_vip_lab::{e2e_enabled, hook_cmd, node_ip, now_epoch, wait_until, Family, Lab};
 use sentinel_vip_lab::{MASTER_NAME, NODES};
 
-/// As the systemd unit runs it.
+/// As the systemd unit runs it (the BIRD labs and the mixed config).
 const WATCHER: Privilege = Privilege::TwoCaps;
 
 /// What the scenarios share: the captures and the route monitor, running
-/// for the whole lab, and the figures printed at the end.
+/// for the whole lab, the privilege its watchers run with, and the
+/// figures printed at the end.
 pub struct Shared {
     pub frames: FrameWatch,
     pub routes: RouteMonitor,
+    pub watcher: Privilege,
     pub figures: Vec<String>,
 }
 
@@ -58,10 +60,14 @@ fn routed_bird_valkey() {
 }
 
 /// The FRR recipe on the hosts (the router still BIRD): the VIP placed,
-/// routed and written to, then a `kill -9` failover.
+/// routed and written to, then a `kill -9` failover. Its watchers hold
+/// CAP_NET_ADMIN alone: routed VIPs send no frame, so CAP_NET_RAW is not
+/// needed (the BIRD labs run them as the unit does, with both).
 #[test]
 fn routed_frr_redis() {
-    let Some((_one, lab, mut shared, started)) = routed_lab(Family::Redis, Daemon::Frr) else {
+    let Some((_one, lab, mut shared, started)) =
+        routed_lab(Family::Redis, Daemon::Frr, Privilege::NetAdmin)
+    else {
         return;
     };
     let scenarios: [(&str, Step<Shared>); 5] = [
@@ -83,7 +89,7 @@ fn mixed_l2_and_routed_vips() {
 }
 
 fn routed_end_to_end(family: Family) {
-    let Some((_one, lab, mut shared, started)) = routed_lab(family, Daemon::Bird) else {
+    let Some((_one, lab, mut shared, started)) = routed_lab(family, Daemon::Bird, WATCHER) else {
         return;
     };
     let scenarios: [(&str, Step<Shared>); 10] = [
@@ -113,10 +119,11 @@ fn routed_end_to_end(family: Family) {
 
 /// A routed lab running `family`'s servers with `daemon` on the hosts,
 /// its sessions up, the captures and the route monitor running, and a
-/// watcher on every host; `None` when e2e tests are skipped on purpose.
+/// watcher as `who` on every host; `None` when e2e tests are skipped on
+/// purpose.
 type Built = (MutexGuard<'static, ()>, Lab, Shared, Instant);
 
-fn routed_lab(family: Family, daemon: Daemon) -> Option<Built> {
+fn routed_lab(family: Family, daemon: Daemon, who: Privilege) -> Option<Built> {
     if !e2e_enabled() {
         return None;
     }
@@ -135,14 +142,15 @@ fn routed_lab(family: Family, daemon: Daemon) -> Option<Built> {
     let shared = Shared {
         frames: FrameWatch::start(&lab),
         routes: RouteMonitor::start(&lab),
+        watcher: who,
         figures: Vec::new(),
     };
     for n in NODES {
         lab.rewrite_config(n, &node_top(&lab, n, ""));
-        lab.start_watcher(n, WATCHER);
+        lab.start_watcher(n, who);
     }
     eprintln!(
-        "lab {} ({} {}, {} on the hosts) up in {:.1} s",
+        "lab {} ({} {}, {} on the hosts, watchers {who:?}) up in {:.1} s",
         lab.prefix,
         family.name(),
         programs.version(),
@@ -261,7 +269,7 @@ fn vip_deleted_by_hand(lab: &mut Lab, sh: &mut Shared) {
         .routes
         .wait_for(t0, Duration::from_secs(2), |e| e.via.is_none());
     let t1 = now_epoch();
-    lab.start_watcher(m, WATCHER);
+    lab.start_watcher(m, sh.watcher);
     let back = sh
         .routes
         .wait_for(t1, Duration::from_secs(10), |e| e.via == Some(m));
@@ -330,7 +338,9 @@ fn kill_failover(lab: &mut Lab, sh: &mut Shared) {
 }
 
 /// (b2) The rest of the product is unchanged for a routed VIP: a hook
-/// with no capability is answered by the watcher; `/metrics` (scraped
+/// with no capability is answered by the watcher, and one holding
+/// CAP_NET_ADMIN alone, finding no watcher, acts itself (a routed VIP
+/// needs no CAP_NET_RAW); `/metrics` (scraped
 /// from the client through the router) names the mode, counts no
 /// announcement round and says who holds it; the notify commands ran for
 /// the failover of (b): `acquire` on the new master, `release` on the old.
@@ -341,6 +351,23 @@ fn hook_metrics_notify(lab: &mut Lab, sh: &mut Shared) {
     expect_exit(&o, 0, "a hook with no capability on the holder");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("answered by the watcher"), "hook: {err}");
+    // No socket there: the hook acts itself, under the host lock, beside
+    // the running watcher, and keeps the VIP where it is.
+    let nowhere = lab.node_dir(m).join("no-watcher.sock");
+    let env = [(
+        "SENTINEL_VIP_CONTROL_SOCKET",
+        nowhere.to_str().expect("utf-8"),
+    )];
+    let hook = hook_cmd("observer", other, m);
+    let o = lab.sv_env(m, Privilege::NetAdmin, &hook, &env);
+    let err = String::from_utf8_lossy(&o.stderr);
+    expect_exit(&o, 0, &format!("a hook with CAP_NET_ADMIN alone: {err}"));
+    assert!(err.contains("hook: acting itself"), "hook: {err}");
+    assert_eq!(
+        lab.routed_holders(),
+        vec![m],
+        "holders after the direct hook"
+    );
     let labels = format!("master=\"{MASTER_NAME}\",vip=\"{VIP}\",interface=\"lo\"");
     for n in NODES {
         let addr = format!("{}:{METRICS_PORT}", node_ip(n))
@@ -389,7 +416,7 @@ fn hook_metrics_notify(lab: &mut Lab, sh: &mut Shared) {
         "no `release` notify on the first master: {released:?}"
     );
     sh.figure(format!(
-        "(b2) hook handed to the watcher on n{m}; /metrics: mode=\"routed\", held on n{m} only, 0 announcement rounds; notify acquire on {acquired:?}, release on {released:?}"
+        "(b2) hook handed to the watcher on n{m}, and one with CAP_NET_ADMIN alone acted itself; /metrics: mode=\"routed\", held on n{m} only, 0 announcement rounds; notify acquire on {acquired:?}, release on {released:?}"
     ));
 }
 

@@ -34,14 +34,17 @@ pub fn enter(ns: &str) -> io::Result<()> {
 /// Spawns `cmd` inside namespace `ns` as `who`, in a process group of its
 /// own, with its output discarded. `who` may be root or an unprivileged
 /// user without any capability ([`Privilege::NoCaps`], as a hardened
-/// Sentinel runs its scripts); [`Privilege::TwoCaps`] needs ambient
-/// capabilities, which only the lab's setpriv path gives, and panics.
+/// Sentinel runs its scripts); [`Privilege::TwoCaps`] and
+/// [`Privilege::NetAdmin`] need ambient capabilities, which only the
+/// lab's setpriv path gives, and panic.
 pub fn spawn_in(ns: &str, who: Privilege, cmd: &mut Command) -> Child {
     let uid: Option<libc::uid_t> = match who {
         Privilege::Root => None,
         Privilege::NoCaps => Some(NOBODY),
         Privilege::NoCapsAs(u) => Some(u),
-        Privilege::TwoCaps => panic!("netns::spawn_in: TwoCaps needs setpriv (Lab::sv_as)"),
+        Privilege::TwoCaps | Privilege::NetAdmin => {
+            panic!("netns::spawn_in: {who:?} needs setpriv (Lab::sv_as)")
+        }
     };
     let f = handle(ns).unwrap_or_else(|e| panic!("lab: {e}"));
     let fd = f.as_raw_fd();

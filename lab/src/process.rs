@@ -86,12 +86,14 @@ impl Drop for Slot {
 
 /// Who a sentinel-vip run is: root, or `nobody` through setpriv with
 /// exactly CAP_NET_ADMIN and CAP_NET_RAW (as the systemd unit runs the
-/// watcher), or `nobody` with no capability at all (as a hardened Sentinel
+/// watcher), or with CAP_NET_ADMIN alone (all a host of routed VIPs
+/// needs), or `nobody` with no capability at all (as a hardened Sentinel
 /// runs its scripts), or another user with none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privilege {
     Root,
     TwoCaps,
+    NetAdmin,
     NoCaps,
     /// This uid (and gid), with no capability.
     NoCapsAs(u32),
@@ -103,6 +105,7 @@ impl Privilege {
         let (uid, caps) = match self {
             Privilege::Root => return Vec::new(),
             Privilege::TwoCaps => (NOBODY, "-all,+net_admin,+net_raw"),
+            Privilege::NetAdmin => (NOBODY, "-all,+net_admin"),
             Privilege::NoCaps => (NOBODY, "-all"),
             Privilege::NoCapsAs(uid) => (uid, "-all"),
         };
@@ -115,7 +118,7 @@ impl Privilege {
             format!("--bounding-set={caps}"),
             "--no-new-privs".into(),
         ];
-        if self == Privilege::TwoCaps {
+        if matches!(self, Privilege::TwoCaps | Privilege::NetAdmin) {
             words.push(format!("--ambient-caps={caps}"));
         }
         words

@@ -55,7 +55,7 @@ pub(super) async fn run(cmd: VipCommand, cfg: Option<Config>) -> Result<()> {
     // anything, that is the error, not the lock's.
     let _lock = match cmd {
         VipCommand::Show(_) => None,
-        _ if crate::caps::missing().contains(&"CAP_NET_ADMIN") => {
+        _ if crate::caps::missing(false).contains(&"CAP_NET_ADMIN") => {
             return Err(permanent("vip: needs CAP_NET_ADMIN to change addresses"));
         }
         _ => Some(lock::acquire(&lock_file).await?),

@@ -129,6 +129,12 @@ impl VipConfig {
         self.mode_key
             .unwrap_or_else(|| Mode::default_for(&self.interface))
     }
+
+    /// Whether this VIP is announced with frames (gratuitous ARP/NA),
+    /// which takes CAP_NET_RAW; a routed one is only an address.
+    pub fn sends_frames(&self) -> bool {
+        self.mode() == Mode::L2
+    }
 }
 
 /// `[announce]`: how gratuitous ARP / unsolicited NA is sent.

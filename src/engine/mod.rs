@@ -196,7 +196,7 @@ impl Engine {
         ) {
             // Fail before touching anything: adding a VIP we then cannot
             // announce would leave clients pointing at the old holder.
-            let missing = crate::caps::missing();
+            let missing = crate::caps::missing(vip.sends_frames());
             if !missing.is_empty() {
                 return Err(permanent(format!(
                     "{}: would {action:?} {} but lacks {}",

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep_until, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, Mode, Policy};
+use crate::config::{Config, Mode, Policy, VipConfig};
 use crate::control::server::{self, HookRequest};
 use crate::control::Reply;
 use crate::decide::Presence;
@@ -103,10 +103,12 @@ struct Watcher {
 }
 
 pub async fn run(path: PathBuf, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let missing = crate::caps::missing();
+    // Routed VIPs only: CAP_NET_ADMIN is all it takes. A reload that adds
+    // an l2 VIP without CAP_NET_RAW is refused per VIP by the pass.
+    let missing = crate::caps::missing(cfg.vip.iter().any(VipConfig::sends_frames));
     if !missing.is_empty() {
         return Err(permanent(format!(
-            "watch: missing capability {} (grant CAP_NET_ADMIN and CAP_NET_RAW, see README)",
+            "watch: missing capability {} (grant CAP_NET_ADMIN, and CAP_NET_RAW for l2 VIPs; see README)",
             missing.join(" and ")
         )));
     }

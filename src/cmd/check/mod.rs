@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::config::{defaults, Config, Mode};
+use crate::config::{defaults, Config, Mode, VipConfig};
 use crate::control::{client, Request};
 use crate::decide::Presence;
 use crate::engine::{announce_target, Engine};
@@ -156,7 +156,14 @@ fn source_note(
 /// socket if a watcher answers, else its own capabilities (with a
 /// readable config).
 async fn hook_path(cfg: Option<&Config>, bad: &mut Vec<String>) {
-    let missing = crate::caps::missing();
+    // Without a readable config, assume an l2 VIP: the stricter answer.
+    let frames = cfg.is_none_or(|c| c.vip.iter().any(VipConfig::sends_frames));
+    let missing = crate::caps::missing(frames);
+    let needs = if frames {
+        "CAP_NET_ADMIN and CAP_NET_RAW"
+    } else {
+        "CAP_NET_ADMIN (routed VIPs only)"
+    };
     let socket = crate::hook::control_socket(cfg);
     let sock = socket.display();
     let ping = client::request(&socket, &Request::Ping {}, Duration::from_secs(2)).await;
@@ -174,7 +181,7 @@ async fn hook_path(cfg: Option<&Config>, bad: &mut Vec<String>) {
             }
         }
         (Err(f), true) => println!(
-            "ok   hook: {f} on {sock}; the hook acts itself with CAP_NET_ADMIN and CAP_NET_RAW"
+            "ok   hook: {f} on {sock}; the hook acts itself with {needs}"
         ),
         (Err(f), false) if !missing.is_empty() => bad.push(format!(
             "hook: {f} on {sock} and this process lacks {}: hooks exit 1 until the watcher runs",
