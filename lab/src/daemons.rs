@@ -12,6 +12,9 @@ impl Lab {
         self.check_own(n);
         let d = self.node_dir(n);
         let ip = node_ip(n);
+        // The routed lab's IPv6 VIP as well (ip_nonlocal_bind for IPv6
+        // is on there).
+        let vip6 = self.opts.routed.map(|_| crate::routed::VIP6.to_string());
         let mut args: Vec<String> = vec![
             self.programs().server.into(),
             "--port".into(),
@@ -22,6 +25,9 @@ impl Lab {
             "--bind".into(),
             ip,
             self.vip4().into(),
+        ];
+        args.extend(vip6);
+        args.extend([
             "--protected-mode".into(),
             "no".into(),
             "--save".into(),
@@ -38,7 +44,7 @@ impl Lab {
             "no".into(),
             "--logfile".into(),
             d.join("redis.log").display().to_string(),
-        ];
+        ]);
         if n != 1 {
             args.extend(["--replicaof".into(), node_ip(1), REDIS_PORT.to_string()]);
         }

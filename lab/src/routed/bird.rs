@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::VIP_CIDR;
-use super::{gateway_ip, link_ip, router_port, BFD_INTERVAL_MS, BFD_MULTIPLIER, HOLD_S, ROUTER_AS};
+use super::{gateway_ip, gateway_ip6, link_ip, link_ip6, router_port};
+use super::{Daemon, BFD_INTERVAL_MS, BFD_MULTIPLIER, HOLD_S, ROUTER_AS, VIP6_CIDR, VIP_CIDR};
 use crate::command::{out_err, write_file};
 use crate::process::Slot;
 use crate::{Lab, NODES};
@@ -37,17 +37,19 @@ fn bfd(ifaces: &str) -> String {
 
 /// Host `n`'s BIRD: the README's recipe with the lab's addresses. The VIPs
 /// held on `lo` are exported, and nothing else (not the host's own
-/// address beside them on `lo`).
+/// address beside them on `lo`, nor `::1`); IPv6 ones over a session of
+/// their own, to the router's IPv6 address.
 pub(crate) fn host_conf(n: usize) -> String {
     format!(
         "# BIRD 2 on a Redis host: announce a VIP while, and only while, it is on lo.\n\
          router id {id};\n\
          log stderr all;\n\
          define VIPS = [ {VIP_CIDR} ];\n\
+         define VIPS6 = [ {VIP6_CIDR} ];\n\
          protocol device {{ }}\n\
          # A route per address on lo, from the kernel's address events: it\n\
          # comes with the add and goes with the delete.\n\
-         protocol direct vips {{\n  ipv4;\n  interface \"lo\";\n}}\n\
+         protocol direct vips {{\n  ipv4;\n  ipv6;\n  interface \"lo\";\n}}\n\
          {bfd}\
          protocol bgp uplink {{\n  \
            local as {local};\n  \
@@ -55,43 +57,65 @@ pub(crate) fn host_conf(n: usize) -> String {
            bfd on;\n  \
            {timers}\n  \
            ipv4 {{\n    import none;\n    export where proto = \"vips\" && net ~ VIPS;\n  }};\n\
+         }}\n\
+         protocol bgp uplink6 {{\n  \
+           local as {local};\n  \
+           neighbor {gw6} as {ROUTER_AS};\n  \
+           bfd on;\n  \
+           {timers}\n  \
+           ipv6 {{\n    import none;\n    export where proto = \"vips\" && net ~ VIPS6;\n  }};\n\
          }}\n",
         id = link_ip(n),
         local = ROUTER_AS + n as u32,
         gw = gateway_ip(n),
+        gw6 = gateway_ip6(n),
         bfd = bfd("eth0"),
         timers = timers(),
     )
 }
 
-/// The router's BIRD: a session per host, accepting only host routes of
-/// the VIPs' range, the best one exported to this namespace's kernel
-/// table (what the client's packets follow).
-pub(crate) fn router_conf() -> String {
+/// The router's BIRD: a session per host (and per family, when the hosts
+/// run BIRD), accepting only host routes of the VIPs' ranges, the best
+/// one exported to this namespace's kernel table (what the client's
+/// packets follow).
+pub(crate) fn router_conf(hosts: Daemon) -> String {
     let mut c = format!(
         "# The lab's router: eBGP with each Redis host, BFD on every session.\n\
          router id 198.18.0.1;\n\
          log stderr all;\n\
          protocol device {{ }}\n\
          protocol kernel {{\n  ipv4 {{ import none; export all; }};\n}}\n\
+         protocol kernel {{\n  ipv6 {{ import none; export all; }};\n}}\n\
          {bfd}\
          filter from_hosts {{\n  if net ~ [ 203.0.113.0/24{{32,32}} ] then accept;\n  reject;\n}}\n\
+         filter from_hosts6 {{\n  if net ~ [ 2001:2::/48{{128,128}} ] then accept;\n  reject;\n}}\n\
          template bgp host {{\n  \
            local as {ROUTER_AS};\n  \
            bfd on;\n  \
            {timers}\n  \
            ipv4 {{ import filter from_hosts; export none; }};\n\
+         }}\n\
+         template bgp host6 {{\n  \
+           local as {ROUTER_AS};\n  \
+           bfd on;\n  \
+           {timers}\n  \
+           ipv6 {{ import filter from_hosts6; export none; }};\n\
          }}\n",
         bfd = bfd("h*"),
         timers = timers(),
     );
     for n in NODES {
+        let (port, asn) = (router_port(n), ROUTER_AS + n as u32);
         c.push_str(&format!(
-            "protocol bgp {} from host {{ neighbor {} as {}; }}\n",
-            router_port(n),
+            "protocol bgp {port} from host {{ neighbor {} as {asn}; }}\n",
             link_ip(n),
-            ROUTER_AS + n as u32
         ));
+        if hosts == Daemon::Bird {
+            c.push_str(&format!(
+                "protocol bgp {port}v6 from host6 {{ neighbor {} as {asn}; }}\n",
+                link_ip6(n),
+            ));
+        }
     }
     c
 }
@@ -145,7 +169,8 @@ impl Lab {
     }
 
     pub(crate) fn start_router_bird(&self) -> Slot {
-        self.start_bird(&self.ns_router(), &self.router_dir(), &router_conf())
+        let conf = router_conf(self.host_daemon());
+        self.start_bird(&self.ns_router(), &self.router_dir(), &conf)
     }
 
     pub(crate) fn start_host_bird(&self, n: usize) -> Slot {
@@ -157,19 +182,25 @@ impl Lab {
         birdc(&self.bird_ctl(&self.router_dir()), args)
     }
 
-    /// Whether the router's session with host `n` is established and its
-    /// BFD session up.
+    /// Whether the router's sessions with host `n` (IPv4's, and IPv6's
+    /// when the hosts run BIRD) are established and their BFD sessions up.
     pub(crate) fn session_up(&self, n: usize) -> bool {
         let port = router_port(n);
-        let bgp = self
-            .router_birdc(&["show", "protocols", &port])
-            .is_ok_and(|o| o.contains("Established"));
-        bgp && self
+        let mut sessions = vec![(port.clone(), link_ip(n))];
+        if self.host_daemon() == Daemon::Bird {
+            sessions.push((format!("{port}v6"), link_ip6(n)));
+        }
+        let bfd = self
             .router_birdc(&["show", "bfd", "sessions"])
-            .is_ok_and(|o| {
-                o.lines()
-                    .any(|l| l.starts_with(&link_ip(n)) && l.contains(" Up "))
-            })
+            .unwrap_or_default();
+        sessions.iter().all(|(proto, peer)| {
+            let bgp = self
+                .router_birdc(&["show", "protocols", proto])
+                .is_ok_and(|o| o.contains("Established"));
+            bgp && bfd
+                .lines()
+                .any(|l| l.starts_with(&format!("{peer} ")) && l.contains(" Up "))
+        })
     }
 
     /// The hosts whose route to the VIP the router's BIRD holds now (best
@@ -223,9 +254,22 @@ mod tests {
         ] {
             assert!(h.contains(want), "{want} in\n{h}");
         }
-        let r = router_conf();
+        for want in [
+            "define VIPS6 = [ 2001:2::100/128 ];",
+            "neighbor 2001:2:0:2::1 as 65000;",
+            "export where proto = \"vips\" && net ~ VIPS6;",
+        ] {
+            assert!(h.contains(want), "{want} in\n{h}");
+        }
+        let r = router_conf(Daemon::Bird);
         assert!(r.contains("protocol bgp h3 from host { neighbor 198.18.3.2 as 65003; }"));
+        assert!(r.contains("protocol bgp h3v6 from host6 { neighbor 2001:2:0:3::2 as 65003; }"));
         assert!(r.contains("export all;") && r.contains("203.0.113.0/24{32,32}"));
+        assert!(r.contains("2001:2::/48{128,128}"));
+        assert!(
+            !router_conf(Daemon::Frr).contains("h3v6"),
+            "FRR hosts carry IPv4 only"
+        );
         assert_eq!(super::super::VIP, "203.0.113.100");
     }
 }

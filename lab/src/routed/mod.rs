@@ -14,7 +14,10 @@
 //! address, as hosts in routed fabrics have); the client is 198.18.10.2
 //! behind 198.18.10.1; the VIP is [`VIP`], a /32 on `lo` of the master's
 //! host. Everything between hosts, and from the client, crosses the
-//! router.
+//! router. IPv6 beside it: host `n`'s link is 2001:2:0:n::/64 (router
+//! ::1, host ::2), the client's 2001:2:0:a::/64, and [`VIP6`] a /128 on
+//! `lo` for the tests that configure it; BGP carries it over a session
+//! of its own per host (BIRD hosts only: the FRR recipe is IPv4's).
 
 mod bird;
 mod frr;
@@ -33,6 +36,12 @@ pub use router::RouteMonitor;
 /// The routed VIP and its host prefix (TEST-NET-3, RFC 5737).
 pub const VIP: &str = "203.0.113.100";
 pub const VIP_CIDR: &str = "203.0.113.100/32";
+/// The routed IPv6 VIP and its host prefix (2001:2::/48, RFC 5180).
+pub const VIP6: &str = "2001:2::100";
+pub const VIP6_CIDR: &str = "2001:2::100/128";
+/// The client's own IPv6 address and its router.
+pub const CLIENT6: &str = "2001:2:0:a::2";
+const CLIENT6_GW: &str = "2001:2:0:a::1";
 /// The router's AS; host `n` is `HOST_AS + n`.
 pub const ROUTER_AS: u32 = 65000;
 /// The client's own address and its router.
@@ -86,9 +95,21 @@ pub fn gateway_ip(n: usize) -> String {
     format!("198.18.{n}.1")
 }
 
-/// The host whose link address is `ip`.
+/// Host `n`'s IPv6 address on its link to the router.
+pub fn link_ip6(n: usize) -> String {
+    format!("2001:2:0:{n}::2")
+}
+
+/// The router's IPv6 address on its link to host `n`.
+pub fn gateway_ip6(n: usize) -> String {
+    format!("2001:2:0:{n}::1")
+}
+
+/// The host whose link address (IPv4 or IPv6) is `ip`.
 pub fn node_of_link_ip(ip: &str) -> Option<usize> {
-    NODES.into_iter().find(|&n| link_ip(n) == ip)
+    NODES
+        .into_iter()
+        .find(|&n| link_ip(n) == ip || link_ip6(n) == ip)
 }
 
 /// The router's interface towards host `n` (`h1`..`h3`; `cl` the client's).
@@ -144,13 +165,15 @@ impl Lab {
         let rt = self.ns_router();
         self.add_ns(&rt);
         sysctl(&rt, "net.ipv4.ip_forward=1");
+        sysctl(&rt, "net.ipv6.conf.all.forwarding=1");
         ip_in(&rt, &["link", "set", "lo", "up"]);
         for n in NODES {
             let ns = self.ns(n);
             self.add_ns(&ns);
-            // Redis listens on the VIP on every host (start_redis); the
+            // Redis listens on the VIPs on every host (start_redis); the
             // bind must succeed where the VIP is not.
             sysctl(&ns, "net.ipv4.ip_nonlocal_bind=1");
+            sysctl(&ns, "net.ipv6.ip_nonlocal_bind=1");
             let port = router_port(n);
             self.veth_from_router(&port, &ns);
             ip_in(
@@ -164,6 +187,7 @@ impl Lab {
                 ],
             );
             ip_in(&rt, &["link", "set", &port, "up"]);
+            addr6(&rt, &gateway_ip6(n), &port);
             // The host's own address, routed to it.
             let own = format!("{}/32", node_ip(n));
             ip_in(&rt, &["route", "add", &own, "via", &link_ip(n)]);
@@ -173,8 +197,9 @@ impl Lab {
                 &ns,
                 &["addr", "add", &format!("{}/24", link_ip(n)), "dev", "eth0"],
             );
+            addr6(&ns, &link_ip6(n), "eth0");
             ip_in(&ns, &["link", "set", "eth0", "up"]);
-            self.lab_routes(&ns, &gateway_ip(n));
+            self.lab_routes(&ns, &gateway_ip(n), &gateway_ip6(n));
         }
         let cl = self.ns_client();
         self.add_ns(&cl);
@@ -184,13 +209,15 @@ impl Lab {
             &["addr", "add", &format!("{CLIENT_GW}/24"), "dev", "cl"],
         );
         ip_in(&rt, &["link", "set", "cl", "up"]);
+        addr6(&rt, CLIENT6_GW, "cl");
         ip_in(&cl, &["link", "set", "lo", "up"]);
         ip_in(
             &cl,
             &["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
         );
+        addr6(&cl, CLIENT6, "eth0");
         ip_in(&cl, &["link", "set", "eth0", "up"]);
-        self.lab_routes(&cl, CLIENT_GW);
+        self.lab_routes(&cl, CLIENT_GW, CLIENT6_GW);
     }
 
     /// A veth pair made in the router's namespace: `port` stays there,
@@ -203,12 +230,13 @@ impl Lab {
         ip_in(&rt, &args);
     }
 
-    /// The lab's ranges through the router at `gw`, nothing else: no
-    /// default route, so no lab traffic can leave the machine.
-    fn lab_routes(&self, ns: &str, gw: &str) {
+    /// The lab's ranges through the router at `gw` (IPv6: `gw6`), nothing
+    /// else: no default route, so no lab traffic can leave the machine.
+    fn lab_routes(&self, ns: &str, gw: &str, gw6: &str) {
         for net in ["198.18.0.0/15", "192.0.2.0/24", "203.0.113.0/24"] {
             ip_in(ns, &["route", "add", net, "via", gw]);
         }
+        ip_in(ns, &["-6", "route", "add", "2001:2::/48", "via", gw6]);
     }
 
     /// Starts the router's BIRD and every host's daemon.
@@ -254,4 +282,11 @@ impl Lab {
             self.routing.router.output()
         );
     }
+}
+
+/// `ip addr add ADDR/64 dev DEV nodad` in `ns`: usable at once (a link
+/// address in DAD would hold the BGP session back).
+fn addr6(ns: &str, addr: &str, dev: &str) {
+    let cidr = format!("{addr}/64");
+    ip_in(ns, &["-6", "addr", "add", &cidr, "dev", dev, "nodad"]);
 }

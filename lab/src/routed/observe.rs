@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{link_ip, router_port, VIP};
+use super::{link_ip, router_port, VIP, VIP6};
 use crate::command::{ip_in, out_err};
 use crate::process::Slot;
 use crate::{node_ip, node_of_ip, wait_until, Lab, NODES};
@@ -23,12 +23,17 @@ impl Lab {
     /// The VIP on host `n`'s `lo`, as `ip -j addr` shows it: its prefix
     /// length and scope (`global`, `host`...).
     pub fn routed_vip_on(&self, n: usize) -> Option<(u8, String)> {
+        self.routed_addr_on(n, VIP)
+    }
+
+    /// The same for any address `addr` (the IPv6 VIP).
+    pub fn routed_addr_on(&self, n: usize, addr: &str) -> Option<(u8, String)> {
         let o = ip_in(&self.ns(n), &["-j", "addr", "show", "dev", "lo"]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
         v.as_array()?
             .iter()
             .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["local"] == VIP)
+            .find(|a| a["local"] == addr)
             .and_then(|a| {
                 let prefix = u8::try_from(a["prefixlen"].as_u64()?).ok()?;
                 Some((prefix, a["scope"].as_str()?.to_string()))
@@ -37,9 +42,14 @@ impl Lab {
 
     /// Hosts with the VIP on `lo`.
     pub fn routed_holders(&self) -> Vec<usize> {
+        self.routed_holders_of(VIP)
+    }
+
+    /// Hosts with `addr` on `lo`.
+    pub fn routed_holders_of(&self, addr: &str) -> Vec<usize> {
         NODES
             .into_iter()
-            .filter(|&n| self.routed_vip_on(n).is_some())
+            .filter(|&n| self.routed_addr_on(n, addr).is_some())
             .collect()
     }
 
@@ -63,11 +73,22 @@ impl Lab {
     /// (`CONFIG GET bind` names the host's own address first) and that the
     /// host has it.
     pub fn routed_write_lands_on(&self, n: usize, key: &str, val: &str) -> Result<(), String> {
-        let (out, err) = out_err(&self.client_cli_to(VIP, &["SET", key, val]));
+        self.routed_write_via(VIP, n, key, val)
+    }
+
+    /// [`Lab::routed_write_lands_on`] through `vip` (the IPv6 VIP).
+    pub fn routed_write_via(
+        &self,
+        vip: &str,
+        n: usize,
+        key: &str,
+        val: &str,
+    ) -> Result<(), String> {
+        let (out, err) = out_err(&self.client_cli_to(vip, &["SET", key, val]));
         if out != "OK" {
-            return Err(format!("SET via the routed VIP: {out:?} {err:?}"));
+            return Err(format!("SET via the routed VIP {vip}: {out:?} {err:?}"));
         }
-        let (out, err) = out_err(&self.client_cli_to(VIP, &["CONFIG", "GET", "bind"]));
+        let (out, err) = out_err(&self.client_cli_to(vip, &["CONFIG", "GET", "bind"]));
         let via = out
             .lines()
             .nth(1)
@@ -177,7 +198,7 @@ impl FrameWatch {
         w
     }
 
-    /// Every captured line naming the VIP, with its host.
+    /// Every captured line naming either VIP, with its host.
     pub fn vip_frames(&self) -> Vec<String> {
         self.outs
             .iter()
@@ -186,7 +207,7 @@ impl FrameWatch {
                 std::fs::read_to_string(p)
                     .unwrap_or_default()
                     .lines()
-                    .filter(|l| l.contains(VIP))
+                    .filter(|l| l.contains(VIP) || l.contains(VIP6))
                     .map(|l| format!("n{}: {l}", i + 1))
                     .collect::<Vec<_>>()
             })

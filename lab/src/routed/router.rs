@@ -114,7 +114,13 @@ fn parse(line: &str) -> Option<RouteEvent> {
 impl Lab {
     /// The host the router's kernel table sends the VIP to now, if any.
     pub fn route_via(&self) -> Option<usize> {
-        let o = ip_in(&self.ns_router(), &["-j", "route", "show", VIP]);
+        self.route_via_of(VIP)
+    }
+
+    /// The same for any address `addr` (the IPv6 VIP).
+    pub fn route_via_of(&self, addr: &str) -> Option<usize> {
+        let family = if addr.contains(':') { "-6" } else { "-4" };
+        let o = ip_in(&self.ns_router(), &[family, "-j", "route", "show", addr]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
         let gw = v.as_array()?.first()?.get("gateway")?.as_str()?.to_string();
         node_of_link_ip(&gw)
@@ -122,8 +128,13 @@ impl Lab {
 
     /// Waits until the router sends the VIP to host `n`.
     pub fn wait_route_via(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_route_via_of(VIP, n, timeout)
+    }
+
+    /// Waits until the router sends `addr` to host `n`.
+    pub fn wait_route_via_of(&self, addr: &str, n: usize, timeout: Duration) -> bool {
         wait_until(timeout, Duration::from_millis(20), || {
-            self.route_via() == Some(n)
+            self.route_via_of(addr) == Some(n)
         })
     }
 }
