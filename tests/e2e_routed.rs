@@ -2,7 +2,8 @@
 //! each in a subnet of its own behind a router namespace running Debian's
 //! BIRD 2, a BIRD (or FRR) on each host with an eBGP session and BFD to
 //! the router, the client in another subnet, and the VIP a /32 on `lo` of
-//! the master's host, announced by the host's daemon while it is there.
+//! the master's host, announced by the host's daemon while it is there
+//! (with BIRD, a /128 IPv6 VIP of the same master beside it).
 //! Judged as the world would: the router's kernel table (what the client's
 //! packets follow), BIRD's own table, writes through the VIP, frames
 //! captured on every host. Watchers run as the unit runs them; Sentinel's
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 use sentinel_vip_lab::client::{KeptWriter, Pace, Route};
 use sentinel_vip_lab::routed::observe::FrameWatch;
 use sentinel_vip_lab::routed::outage::kill_routed_master;
-use sentinel_vip_lab::routed::{Daemon, RouteMonitor, Routed, CLIENT, VIP, VIP_CIDR};
+use sentinel_vip_lab::routed::{
+    Daemon, RouteMonitor, Routed, CLIENT, VIP, VIP6, VIP6_CIDR, VIP_CIDR,
+};
 use sentinel_vip_lab::suite::{expect_exit, one_lab_at_a_time, run_scenarios, Step};
 use sentinel_vip_lab::LabOptions;
 use sentinel_vip_lab::Privilege;
@@ -39,6 +42,8 @@ pub struct Shared {
     pub frames: FrameWatch,
     pub routes: RouteMonitor,
     pub watcher: Privilege,
+    /// Whether the IPv6 VIP is configured too (the BIRD labs).
+    pub v6: bool,
     pub figures: Vec<String>,
 }
 
@@ -130,10 +135,21 @@ fn routed_lab(family: Family, daemon: Daemon, who: Privilege) -> Option<Built> {
     let one = one_lab_at_a_time();
     let started = Instant::now();
     let programs = family.programs();
+    // The BIRD labs keep an IPv6 VIP of the same master beside the IPv4
+    // one, announced over the hosts' IPv6 sessions.
+    let v6 = daemon == Daemon::Bird;
+    let toml_tail = if v6 {
+        format!(
+            "[[vip]]\nmaster = \"{MASTER_NAME}\"\naddress = \"{VIP6_CIDR}\"\ninterface = \"lo\"\n"
+        )
+    } else {
+        String::new()
+    };
     let opts = LabOptions {
         reconfig_script: false,
         programs,
         routed: Some(Routed { hosts: daemon }),
+        toml_tail,
         ..LabOptions::default()
     };
     let mut lab = Lab::new(Path::new(env!("CARGO_BIN_EXE_sentinel-vip")), opts);
@@ -143,6 +159,7 @@ fn routed_lab(family: Family, daemon: Daemon, who: Privilege) -> Option<Built> {
         frames: FrameWatch::start(&lab),
         routes: RouteMonitor::start(&lab),
         watcher: who,
+        v6,
         figures: Vec::new(),
     };
     for n in NODES {
@@ -249,6 +266,30 @@ fn route_and_write(lab: &mut Lab, sh: &mut Shared) {
     sh.figure(format!(
         "(a) VIP on n{m}'s lo, scope {scope}; router via n{m}; status and check name the mode"
     ));
+    if sh.v6 {
+        ipv6_vip_follows(lab, sh, m, "a");
+    }
+}
+
+/// The IPv6 VIP (BIRD labs): a /128 with global scope on `lo` of host
+/// `m` alone, the router's IPv6 table sends it there (BIRD's `direct`
+/// exports the deprecated address like any other), and a client write
+/// through it lands on `m`.
+fn ipv6_vip_follows(lab: &Lab, sh: &mut Shared, m: usize, case: &str) {
+    let routed = lab.wait_route_via_of(VIP6, m, Duration::from_secs(10));
+    assert!(
+        routed,
+        "the router's IPv6 route to {VIP6} leads to n{:?}, not n{m}",
+        lab.route_via_of(VIP6)
+    );
+    assert_eq!(lab.routed_holders_of(VIP6), vec![m], "holders of {VIP6}");
+    let (prefix, scope) = lab.routed_addr_on(m, VIP6).expect("held");
+    assert_eq!((prefix, scope.as_str()), (128, "global"), "{VIP6} on lo");
+    lab.routed_write_via(VIP6, m, &format!("routed6-{case}"), case)
+        .unwrap_or_else(|e| panic!("write through the routed IPv6 VIP: {e}"));
+    sh.figure(format!(
+        "({case}) IPv6: {VIP6}/128 on n{m}'s lo alone, scope {scope}; the router's IPv6 route via n{m}; a write through it landed on n{m}"
+    ));
 }
 
 /// (a2) Announced only while held: with the holder's watcher stopped,
@@ -325,6 +366,9 @@ fn kill_failover(lab: &mut Lab, sh: &mut Shared) {
     let fin = lab.rejoin_routed();
     lab.routed_write_lands_on(fin, "routed-b", "b")
         .unwrap_or_else(|e| panic!("write after the failover: {e}"));
+    if sh.v6 {
+        ipv6_vip_follows(lab, sh, fin, "b");
+    }
     let ms = |x: Option<f64>| x.map_or("--".into(), |v| format!("{v:.1}"));
     sh.figure(format!(
         "(b) kill -9 n{}: ROLE master -> route at the router {} ms, -> first acknowledged write {} ms; kill -> write {} ms (route n{} -> n{})",
@@ -421,7 +465,7 @@ fn hook_metrics_notify(lab: &mut Lab, sh: &mut Shared) {
 }
 
 /// (h) Over the whole run, no ARP or neighbour advertisement on any
-/// host's `lo` or `eth0` named the VIP, while the captures saw the
+/// host's `lo` or `eth0` named either VIP, while the captures saw the
 /// lab's other ARP traffic.
 fn no_frames_for_the_vip(_: &mut Lab, sh: &mut Shared) {
     let ok = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
@@ -431,7 +475,7 @@ fn no_frames_for_the_vip(_: &mut Lab, sh: &mut Shared) {
     let vip = sh.frames.vip_frames();
     assert!(vip.is_empty(), "frames for the routed VIP: {vip:#?}");
     sh.figure(format!(
-        "(h) {} ARP/ICMPv6 frames captured on the hosts over the run, none for the VIP",
+        "(h) {} ARP/ICMPv6 frames captured on the hosts over the run, none for a VIP",
         sh.frames.frames()
     ));
 }
