@@ -50,26 +50,26 @@ pub(crate) fn host_conf(n: usize) -> String {
          # A route per address on lo, from the kernel's address events: it\n\
          # comes with the add and goes with the delete.\n\
          protocol direct vips {{\n  ipv4;\n  ipv6;\n  interface \"lo\";\n}}\n\
-         {bfd}\
-         protocol bgp uplink {{\n  \
+         {bfd}{v4}{v6}",
+        id = link_ip(n),
+        bfd = bfd("eth0"),
+        v4 = uplink(n, "uplink", &gateway_ip(n), "ipv4", "VIPS"),
+        v6 = uplink(n, "uplink6", &gateway_ip6(n), "ipv6", "VIPS6"),
+    )
+}
+
+/// Host `n`'s session `name` to the router at `gw`, exporting over its
+/// `channel` the VIPs on `lo` that are in the prefix set `set`.
+fn uplink(n: usize, name: &str, gw: &str, channel: &str, set: &str) -> String {
+    format!(
+        "protocol bgp {name} {{\n  \
            local as {local};\n  \
            neighbor {gw} as {ROUTER_AS};\n  \
            bfd on;\n  \
            {timers}\n  \
-           ipv4 {{\n    import none;\n    export where proto = \"vips\" && net ~ VIPS;\n  }};\n\
-         }}\n\
-         protocol bgp uplink6 {{\n  \
-           local as {local};\n  \
-           neighbor {gw6} as {ROUTER_AS};\n  \
-           bfd on;\n  \
-           {timers}\n  \
-           ipv6 {{\n    import none;\n    export where proto = \"vips\" && net ~ VIPS6;\n  }};\n\
+           {channel} {{\n    import none;\n    export where proto = \"vips\" && net ~ {set};\n  }};\n\
          }}\n",
-        id = link_ip(n),
         local = ROUTER_AS + n as u32,
-        gw = gateway_ip(n),
-        gw6 = gateway_ip6(n),
-        bfd = bfd("eth0"),
         timers = timers(),
     )
 }
