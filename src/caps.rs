@@ -5,9 +5,6 @@
 /// (bit, name) of the capabilities address work and raw frames need.
 pub const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW")];
 
-/// CAP_NET_RAW's bit: the frame socket's, needed only by `l2` VIPs.
-const RAW_BIT: u32 = 13;
-
 /// [`NEEDED`] as a mask.
 pub const NEEDED_MASK: u64 = 1 << 12 | 1 << 13;
 
@@ -56,10 +53,19 @@ const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Names of the needed capabilities missing from the effective set, for
-/// VIPs of which some (`frames`) or none are announced with frames: a
-/// routed VIP is only an address, and CAP_NET_RAW (the frame socket) is
-/// not needed for it.
+/// What VIPs of which some (`frames`) or none are announced with frames
+/// need: CAP_NET_ADMIN for the addresses, and CAP_NET_RAW (the frame
+/// socket, [`NEEDED`]'s second) only for frames; a routed VIP is only an
+/// address.
+pub fn needed(frames: bool) -> &'static [(u32, &'static str)] {
+    if frames {
+        &NEEDED
+    } else {
+        &NEEDED[..1]
+    }
+}
+
+/// Names of the [`needed`] capabilities missing from the effective set.
 pub fn missing(frames: bool) -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     missing_from(&status, frames)
@@ -68,9 +74,8 @@ pub fn missing(frames: bool) -> Vec<&'static str> {
 /// Pure: the same from the text of /proc/PID/status.
 pub fn missing_from(status: &str, frames: bool) -> Vec<&'static str> {
     let eff = set(status, "CapEff").unwrap_or(0);
-    NEEDED
+    needed(frames)
         .iter()
-        .filter(|(bit, _)| frames || *bit != RAW_BIT)
         .filter(|(bit, _)| eff & (1 << bit) == 0)
         .map(|(_, n)| *n)
         .collect()

@@ -66,7 +66,7 @@ pub(super) async fn run(path: &Path) -> Result<()> {
             bad.push(why);
         }
         let note = match v.mode() {
-            Mode::Routed => routed::note(v, link.is_some_and(|l| l.loopback)),
+            Mode::Routed => Some(routed::note(v, link.is_some_and(|l| l.loopback))),
             Mode::L2 => link.and_then(|l| source_note(&view.snap.addrs, l.index, &view.local, v)),
         };
         if let Some(note) = note {
@@ -159,11 +159,11 @@ async fn hook_path(cfg: Option<&Config>, bad: &mut Vec<String>) {
     // Without a readable config, assume an l2 VIP: the stricter answer.
     let frames = cfg.is_none_or(|c| c.vip.iter().any(VipConfig::sends_frames));
     let missing = crate::caps::missing(frames);
-    let needs = if frames {
-        "CAP_NET_ADMIN and CAP_NET_RAW"
-    } else {
-        "CAP_NET_ADMIN (routed VIPs only)"
-    };
+    let needs: Vec<&str> = crate::caps::needed(frames)
+        .iter()
+        .map(|(_, n)| *n)
+        .collect();
+    let needs = needs.join(" and ");
     let socket = crate::hook::control_socket(cfg);
     let sock = socket.display();
     let ping = client::request(&socket, &Request::Ping {}, Duration::from_secs(2)).await;

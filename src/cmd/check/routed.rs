@@ -7,7 +7,7 @@ use crate::config::VipConfig;
 /// The note for routed VIP `v`; `on_loopback` when its interface is the
 /// loopback. A note, never a problem: the routing daemon's config is not
 /// sentinel-vip's to read.
-pub(super) fn note(v: &VipConfig, on_loopback: bool) -> Option<String> {
+pub(super) fn note(v: &VipConfig, on_loopback: bool) -> String {
     let mut s = format!(
         "{} on {} is routed: no gratuitous ARP/NA is sent for it; the host's routing daemon (BIRD `protocol direct`, FRR `redistribute connected`) must announce it while it is there, and only then (README: Routed networks)",
         v.address, v.interface
@@ -22,7 +22,7 @@ pub(super) fn note(v: &VipConfig, on_loopback: bool) -> Option<String> {
             v.interface, v.interface
         ));
     }
-    Some(s)
+    s
 }
 
 #[cfg(test)]
@@ -37,12 +37,12 @@ mod tests {
              [[vip]]\nmaster = \"m\"\naddress = \"203.0.113.101/32\"\ninterface = \"eth0\"\nmode = \"routed\"\n",
         )
         .unwrap();
-        let lo = note(&c.vip[0], true).unwrap();
+        let lo = note(&c.vip[0], true);
         assert!(
             lo.contains("no gratuitous ARP/NA") && !lo.contains("source"),
             "{lo}"
         );
-        let eth = note(&c.vip[1], false).unwrap();
+        let eth = note(&c.vip[1], false);
         assert!(eth.contains("may pick as the source"), "{eth}");
     }
 }
